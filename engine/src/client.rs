@@ -49,7 +49,14 @@ struct InFlight {
     reply: BatchReply,
 }
 
-type InFlightQueue = Arc<Mutex<VecDeque<InFlight>>>;
+/// Batches awaiting replies, and why the connection closed once it has.
+#[derive(Default)]
+struct InFlightState {
+    queue: VecDeque<InFlight>,
+    closed: Option<String>,
+}
+
+type InFlightQueue = Arc<Mutex<InFlightState>>;
 
 /// A connection to a flashsale server. See the module documentation.
 #[derive(Clone)]
@@ -78,7 +85,7 @@ impl Client {
             return Err(ClientError::Handshake(status));
         }
         let (reader, writer) = stream.into_split();
-        let in_flight: InFlightQueue = Arc::new(Mutex::new(VecDeque::new()));
+        let in_flight: InFlightQueue = Arc::new(Mutex::new(InFlightState::default()));
         let (jobs, receiver) = mpsc::channel(max_queued_batches.max(1));
         tokio::spawn(write_loop(writer, receiver, in_flight.clone()));
         tokio::spawn(read_loop(reader, in_flight));
@@ -139,12 +146,13 @@ impl Client {
     }
 }
 
+/// Marks the connection closed and fails every batch waiting on it.
 fn fail_all(in_flight: &InFlightQueue, why: &str) {
-    let drained: Vec<InFlight> = in_flight
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain(..)
-        .collect();
+    let drained: Vec<InFlight> = {
+        let mut state = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        state.closed.get_or_insert_with(|| why.to_owned());
+        state.queue.drain(..).collect()
+    };
     for batch in drained {
         let _ = batch.reply.send(Err(ClientError::Closed(why.to_owned())));
     }
@@ -160,14 +168,21 @@ async fn write_loop(
     let mut jobs = Vec::with_capacity(64);
     while receiver.recv_many(&mut jobs, 256).await > 0 {
         {
-            let mut queue = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = &state.closed {
+                // The reader has stopped: nothing sent now could ever be answered.
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(ClientError::Closed(why.clone())));
+                }
+                return;
+            }
             for job in jobs.drain(..) {
                 let first_id = next_id;
                 for request in &job.requests {
                     protocol::encode_request(next_id, request, &mut out);
                     next_id = next_id.wrapping_add(1);
                 }
-                queue.push_back(InFlight {
+                state.queue.push_back(InFlight {
                     first_id,
                     count: job.requests.len(),
                     replies: Vec::with_capacity(job.requests.len()),
@@ -198,7 +213,8 @@ async fn read_loop(mut reader: OwnedReadHalf, in_flight: InFlightQueue) {
         let mut consumed = 0;
         let mut failure = None;
         {
-            let mut queue = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let queue = &mut state.queue;
             loop {
                 let (body, used) = match protocol::split_frame(&buf[consumed..], 5, MAX_FRAME_LEN) {
                     Ok(Some(frame)) => frame,

@@ -382,7 +382,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|failure| {
         let path = failure.path().to_string();
-        if path == "." || path.is_empty() {
+        let syntax = !matches!(
+            failure.inner().classify(),
+            serde_json::error::Category::Data
+        );
+        if syntax || path == "." || path == "?" || path.is_empty() {
             format!("invalid JSON body: {}", failure.inner())
         } else {
             format!("invalid field `{path}`: {}", failure.inner())
