@@ -1,6 +1,17 @@
-//! flashsale-engine: a flash-sale order engine. Stock lives in single-writer shards (pure state
-//! machines); the runtime routes batches of commands to shard threads over bounded channels.
+//! flashsale-engine: a flash-sale order engine.
+//!
+//! Stock lives in single-writer [`Shard`]s — pure state machines that take commands and a time
+//! and return outcomes. The [`Engine`] runtime runs one thread per shard, routes batches to them
+//! over bounded channels, answers sold-out floods from a lock-free [`AvailabilityMirror`], and
+//! hands each batch's outcomes back in order. See `docs/ARCHITECTURE.md` for the whole picture.
 
+pub mod mirror;
+pub mod model;
+pub mod runtime;
+pub mod shard;
 pub mod types;
 
+pub use mirror::AvailabilityMirror;
+pub use runtime::{Clock, Engine, EngineConfig, EngineError, EngineStats, shard_of_sku};
+pub use shard::Shard;
 pub use types::*;

@@ -73,17 +73,30 @@ pub enum Command {
     /// Admin: create or replace a SKU's settings.
     UpsertSku(SkuConfig),
     /// Admin: change `stock_total` by `delta` units.
-    Restock { sku_id: SkuId, delta: i64 },
+    Restock {
+        sku_id: SkuId,
+        delta: i64,
+    },
     Reserve {
         order_id: OrderId,
         user_id: UserId,
         sku_id: SkuId,
         qty: u32,
     },
-    Pay { order_id: OrderId, user_id: UserId },
-    Cancel { order_id: OrderId, user_id: UserId },
-    QueryOrder { order_id: OrderId },
-    QuerySku { sku_id: SkuId },
+    Pay {
+        order_id: OrderId,
+        user_id: UserId,
+    },
+    Cancel {
+        order_id: OrderId,
+        user_id: UserId,
+    },
+    QueryOrder {
+        order_id: OrderId,
+    },
+    QuerySku {
+        sku_id: SkuId,
+    },
 }
 
 /// The kind of a command, for metrics, histograms and journal records.

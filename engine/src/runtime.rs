@@ -1,0 +1,621 @@
+//! The runtime: N shard threads, each the single writer of one [`Shard`], fed batches of
+//! commands over bounded crossbeam channels. It owns routing (SKU → shard by hash; order →
+//! shard through the order directory), the clock (time is read here and handed to the shard),
+//! the periodic tick that expires holds when no traffic comes, publication of availability to
+//! the [`AvailabilityMirror`], and reassembling a batch's outcomes in input order.
+//!
+//! Data flows one way: submitter → shard queue → shard thread (apply, publish, reply). A full
+//! queue answers `Busy` at once; nothing queues without bound. This module must not decide any
+//! business rule — every decision that changes state is the shard's. The only answers given
+//! without a shard are refusals that the shard would give: `SoldOut` for a SKU the mirror shows
+//! at zero (when the order id is not known), and `UnknownOrder` for an order the directory has
+//! never seen.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use dashmap::DashMap;
+use rustc_hash::FxBuildHasher;
+
+use crate::mirror::AvailabilityMirror;
+use crate::shard::Shard;
+use crate::types::{Command, OrderId, Outcome, Reject, SkuId};
+
+/// Where the runtime reads the time it hands to the shards.
+#[derive(Clone, Debug)]
+pub enum Clock {
+    /// Wall-clock epoch milliseconds.
+    System,
+    /// A clock that only moves when told: for tests and deterministic simulations.
+    Manual(Arc<AtomicU64>),
+}
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock::System
+    }
+
+    pub fn manual(start_ms: u64) -> Clock {
+        Clock::Manual(Arc::new(AtomicU64::new(start_ms)))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as u64),
+            Clock::Manual(now) => now.load(Ordering::Acquire),
+        }
+    }
+
+    /// Moves a manual clock to `now_ms`; a system clock ignores it.
+    pub fn set_ms(&self, now_ms: u64) {
+        if let Clock::Manual(now) = self {
+            now.store(now_ms, Ordering::Release);
+        }
+    }
+
+    /// Moves a manual clock forward by `delta_ms`; a system clock ignores it.
+    pub fn advance_ms(&self, delta_ms: u64) {
+        if let Clock::Manual(now) = self {
+            now.fetch_add(delta_ms, Ordering::AcqRel);
+        }
+    }
+}
+
+/// How to start an [`Engine`].
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Shard threads. SKUs are spread over them by hash.
+    pub shards: usize,
+    /// Batches each shard's queue holds before submitters are answered `Busy`.
+    pub queue_capacity_batches: usize,
+    /// How often an idle shard wakes to expire holds.
+    pub tick_interval_ms: u64,
+    pub clock: Clock,
+    /// SKUs the availability mirror can hold (beyond that, no fast path for the extra SKUs).
+    pub mirror_capacity_skus: usize,
+    /// At most this many queued batches are taken by a shard thread in one go.
+    pub max_batches_per_wakeup: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            shards: 2,
+            queue_capacity_batches: 4096,
+            tick_interval_ms: 10,
+            clock: Clock::System,
+            mirror_capacity_skus: 1 << 16,
+            max_batches_per_wakeup: 64,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid engine config: {0}")]
+    InvalidConfig(&'static str),
+    #[error("could not start shard thread {shard}: {source}")]
+    Spawn {
+        shard: usize,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type DoneCallback = Box<dyn FnOnce(Vec<Outcome>) + Send>;
+
+/// Outcomes of a batch that was split across shards, put back in input order.
+struct Assembly {
+    outcomes: Mutex<Vec<Outcome>>,
+    parts_remaining: AtomicUsize,
+    on_done: Mutex<Option<DoneCallback>>,
+}
+
+impl Assembly {
+    /// Stores one part's outcomes; the last part to arrive hands the whole batch on.
+    fn fill(&self, slots: &[u32], part: &[Outcome]) {
+        debug_assert_eq!(slots.len(), part.len());
+        {
+            let mut outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+            for (&slot, outcome) in slots.iter().zip(part) {
+                outcomes[slot as usize] = *outcome;
+            }
+        }
+        self.part_done();
+    }
+
+    fn part_done(&self) {
+        if self.parts_remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let outcomes =
+                std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(|e| e.into_inner()));
+            let on_done = self
+                .on_done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(on_done) = on_done {
+                on_done(outcomes);
+            }
+        }
+    }
+}
+
+enum ReplyTo {
+    /// The whole batch went to one shard: its outcomes are the batch's outcomes.
+    Whole(DoneCallback),
+    /// One shard's part of a split batch: `slots[i]` is where outcome `i` belongs.
+    Part {
+        assembly: Arc<Assembly>,
+        slots: Vec<u32>,
+    },
+}
+
+impl ReplyTo {
+    fn deliver(self, outcomes: Vec<Outcome>) {
+        match self {
+            ReplyTo::Whole(on_done) => on_done(outcomes),
+            ReplyTo::Part { assembly, slots } => assembly.fill(&slots, &outcomes),
+        }
+    }
+}
+
+struct ShardBatch {
+    commands: Vec<Command>,
+    reply: ReplyTo,
+}
+
+enum ShardMessage {
+    Batch(ShardBatch),
+    Stop,
+}
+
+/// Counters the runtime keeps; cheap to read at any time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Commands answered `Busy` because a shard queue was full.
+    pub busy_rejections: u64,
+    /// Reserves answered `SoldOut` by the mirror without entering a shard.
+    pub fast_sold_out: u64,
+    /// Pay / cancel / query answered `UnknownOrder` by the directory without entering a shard.
+    pub fast_unknown_order: u64,
+    /// Batches waiting in each shard's queue.
+    pub queue_depths: Vec<usize>,
+    /// Holds that expired, per shard total.
+    pub expired_holds: u64,
+}
+
+struct Inner {
+    senders: Vec<Sender<ShardMessage>>,
+    mirror: Arc<AvailabilityMirror>,
+    /// Which shard holds each order that was ever created. Written by the owning shard thread
+    /// before the creating batch is answered, so a client that saw `held` always finds it.
+    directory: Arc<DashMap<OrderId, u32, FxBuildHasher>>,
+    busy_rejections: AtomicU64,
+    fast_sold_out: AtomicU64,
+    fast_unknown_order: AtomicU64,
+    expired_holds: Arc<AtomicU64>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    clock: Clock,
+}
+
+/// A running engine. Cheap to clone; every clone submits to the same shards.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Where a command goes after the submit-side checks.
+enum Route {
+    Shard(usize),
+    Answered(Outcome),
+}
+
+impl Engine {
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        Engine::start_with_shards(config.clone(), (0..config.shards).map(|_| Shard::new()))
+    }
+
+    /// Starts with given shard states (recovery hands in rebuilt shards). The iterator must
+    /// yield exactly `config.shards` shards.
+    pub fn start_with_shards(
+        config: EngineConfig,
+        shards: impl IntoIterator<Item = Shard>,
+    ) -> Result<Engine, EngineError> {
+        if config.shards == 0 || config.shards > 1024 {
+            return Err(EngineError::InvalidConfig(
+                "shards must be between 1 and 1024",
+            ));
+        }
+        if config.queue_capacity_batches == 0 {
+            return Err(EngineError::InvalidConfig(
+                "queue_capacity_batches must be at least 1",
+            ));
+        }
+        if config.tick_interval_ms == 0 {
+            return Err(EngineError::InvalidConfig(
+                "tick_interval_ms must be at least 1",
+            ));
+        }
+        let mut shards: Vec<Shard> = shards.into_iter().collect();
+        if shards.len() != config.shards {
+            return Err(EngineError::InvalidConfig(
+                "the number of shard states must equal config.shards",
+            ));
+        }
+        let mirror = Arc::new(AvailabilityMirror::new(config.mirror_capacity_skus));
+        let directory: Arc<DashMap<OrderId, u32, FxBuildHasher>> =
+            Arc::new(DashMap::with_hasher(FxBuildHasher));
+        let expired_holds = Arc::new(AtomicU64::new(0));
+        let mut senders = Vec::with_capacity(config.shards);
+        let mut threads = Vec::with_capacity(config.shards);
+        for (index, mut shard) in shards.drain(..).enumerate() {
+            // A recovered shard's state is published before any request can arrive.
+            for view in shard.order_views() {
+                directory.insert(view.order_id, index as u32);
+            }
+            shard.drain_created_orders(|_| {});
+            for view in shard.sku_views() {
+                mirror.publish(view.config.sku_id, view.available);
+            }
+            shard.drain_changed_skus(|_, _| {});
+            let (sender, receiver) = bounded(config.queue_capacity_batches);
+            let worker = ShardWorker {
+                index: index as u32,
+                shard,
+                receiver,
+                mirror: mirror.clone(),
+                directory: directory.clone(),
+                clock: config.clock.clone(),
+                tick: Duration::from_millis(config.tick_interval_ms),
+                max_batches_per_wakeup: config.max_batches_per_wakeup.max(1),
+                expired_holds: expired_holds.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("flashsale-shard-{index}"))
+                .spawn(move || worker.run())
+                .map_err(|source| EngineError::Spawn {
+                    shard: index,
+                    source,
+                })?;
+            senders.push(sender);
+            threads.push(thread);
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                senders,
+                mirror,
+                directory,
+                busy_rejections: AtomicU64::new(0),
+                fast_sold_out: AtomicU64::new(0),
+                fast_unknown_order: AtomicU64::new(0),
+                expired_holds,
+                threads: Mutex::new(threads),
+                clock: config.clock,
+            }),
+        })
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.inner.senders.len()
+    }
+
+    /// The shard that owns `sku_id`.
+    pub fn shard_of_sku(&self, sku_id: SkuId) -> usize {
+        shard_of_sku(sku_id, self.inner.senders.len())
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Submits a batch without blocking. `on_done` receives one outcome per command, in input
+    /// order; it runs on a shard thread (or on the caller's thread when no shard was needed),
+    /// so it should be cheap — hand the outcomes to a channel. A shard whose queue is full
+    /// answers `Busy` for its part of the batch.
+    pub fn submit(
+        &self,
+        commands: Vec<Command>,
+        on_done: impl FnOnce(Vec<Outcome>) + Send + 'static,
+    ) {
+        let inner = &*self.inner;
+        let shard_count = inner.senders.len();
+        let mut routes: Vec<Route> = Vec::with_capacity(commands.len());
+        let mut single_shard: Option<usize> = None;
+        let mut mixed = false;
+        let mut fast_sold_out = 0u64;
+        let mut fast_unknown = 0u64;
+        for command in &commands {
+            let route = self.route(command, shard_count);
+            match route {
+                Route::Shard(shard) => match single_shard {
+                    None => single_shard = Some(shard),
+                    Some(previous) if previous != shard => mixed = true,
+                    Some(_) => {}
+                },
+                Route::Answered(Outcome::Rejected(Reject::SoldOut)) => fast_sold_out += 1,
+                Route::Answered(_) => fast_unknown += 1,
+            }
+            routes.push(route);
+        }
+        if fast_sold_out > 0 {
+            inner
+                .fast_sold_out
+                .fetch_add(fast_sold_out, Ordering::Relaxed);
+        }
+        if fast_unknown > 0 {
+            inner
+                .fast_unknown_order
+                .fetch_add(fast_unknown, Ordering::Relaxed);
+        }
+        let answered_here = fast_sold_out + fast_unknown;
+        let Some(first_shard) = single_shard else {
+            // Nothing needs a shard.
+            let outcomes = routes
+                .into_iter()
+                .map(|route| match route {
+                    Route::Answered(outcome) => outcome,
+                    Route::Shard(_) => unreachable!("no command was routed to a shard"),
+                })
+                .collect();
+            on_done(outcomes);
+            return;
+        };
+        if !mixed && answered_here == 0 {
+            let count = commands.len();
+            let batch = ShardBatch {
+                commands,
+                reply: ReplyTo::Whole(Box::new(on_done)),
+            };
+            if let Err(rejected) = self.send(first_shard, batch) {
+                self.count_busy(count);
+                rejected.deliver(vec![Outcome::Rejected(Reject::Busy); count]);
+            }
+            return;
+        }
+        // Split: group commands by shard, keep the answered ones in place.
+        let mut parts: Vec<(Vec<Command>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); shard_count];
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for (slot, (command, route)) in commands.iter().zip(routes).enumerate() {
+            match route {
+                Route::Shard(shard) => {
+                    parts[shard].0.push(*command);
+                    parts[shard].1.push(slot as u32);
+                    outcomes.push(Outcome::Rejected(Reject::Busy));
+                }
+                Route::Answered(outcome) => outcomes.push(outcome),
+            }
+        }
+        let part_count = parts.iter().filter(|(cmds, _)| !cmds.is_empty()).count();
+        let assembly = Arc::new(Assembly {
+            outcomes: Mutex::new(outcomes),
+            // One extra part held by this function so the batch cannot complete while parts are
+            // still being sent.
+            parts_remaining: AtomicUsize::new(part_count + 1),
+            on_done: Mutex::new(Some(Box::new(on_done))),
+        });
+        for (shard, (part_commands, slots)) in parts.into_iter().enumerate() {
+            if part_commands.is_empty() {
+                continue;
+            }
+            let count = part_commands.len();
+            let batch = ShardBatch {
+                commands: part_commands,
+                reply: ReplyTo::Part {
+                    assembly: assembly.clone(),
+                    slots,
+                },
+            };
+            if let Err(rejected) = self.send(shard, batch) {
+                self.count_busy(count);
+                rejected.deliver(vec![Outcome::Rejected(Reject::Busy); count]);
+            }
+        }
+        assembly.part_done();
+    }
+
+    /// Submits a batch and waits for its outcomes.
+    pub fn submit_wait(&self, commands: Vec<Command>) -> Vec<Outcome> {
+        let count = commands.len();
+        let (sender, receiver) = bounded(1);
+        self.submit(commands, move |outcomes| {
+            // The receiver below waits for exactly this message.
+            let _ = sender.send(outcomes);
+        });
+        receiver
+            .recv()
+            .unwrap_or_else(|_| vec![Outcome::Rejected(Reject::Busy); count])
+    }
+
+    /// Submits a batch and awaits its outcomes (runtime-agnostic future).
+    pub async fn submit_async(&self, commands: Vec<Command>) -> Vec<Outcome> {
+        let count = commands.len();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.submit(commands, move |outcomes| {
+            // The receiver may have been dropped by a cancelled caller: nothing to do then.
+            let _ = sender.send(outcomes);
+        });
+        receiver
+            .await
+            .unwrap_or_else(|_| vec![Outcome::Rejected(Reject::Busy); count])
+    }
+
+    /// Runs one command and waits for its outcome.
+    pub fn execute(&self, command: Command) -> Outcome {
+        self.submit_wait(vec![command])
+            .pop()
+            .unwrap_or(Outcome::Rejected(Reject::Busy))
+    }
+
+    /// Runs one command and awaits its outcome.
+    pub async fn execute_async(&self, command: Command) -> Outcome {
+        self.submit_async(vec![command])
+            .await
+            .pop()
+            .unwrap_or(Outcome::Rejected(Reject::Busy))
+    }
+
+    /// Every SKU the engine knows with its last published availability, sorted by id.
+    pub fn published_availability(&self) -> Vec<(SkuId, u64)> {
+        self.inner.mirror.entries()
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let inner = &*self.inner;
+        EngineStats {
+            busy_rejections: inner.busy_rejections.load(Ordering::Relaxed),
+            fast_sold_out: inner.fast_sold_out.load(Ordering::Relaxed),
+            fast_unknown_order: inner.fast_unknown_order.load(Ordering::Relaxed),
+            queue_depths: inner.senders.iter().map(Sender::len).collect(),
+            expired_holds: inner.expired_holds.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops every shard after the batches already queued are done, and waits for the threads.
+    /// Later submissions answer `Busy`. Safe to call more than once.
+    pub fn shutdown(&self) {
+        let threads =
+            std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        if threads.is_empty() {
+            return;
+        }
+        for sender in &self.inner.senders {
+            // A blocking send: the stop marker queues behind the work already accepted.
+            let _ = sender.send(ShardMessage::Stop);
+        }
+        for thread in threads {
+            // A shard thread that panicked has already reported it; nothing to add here.
+            let _ = thread.join();
+        }
+    }
+
+    #[inline]
+    fn route(&self, command: &Command, shard_count: usize) -> Route {
+        let inner = &*self.inner;
+        match *command {
+            Command::Reserve {
+                order_id,
+                sku_id,
+                qty,
+                ..
+            } => {
+                // Fast path: a sold-out SKU refuses new orders without entering the shard. A
+                // known order id still goes to its shard, so a retry sees its order.
+                if qty > 0
+                    && inner
+                        .mirror
+                        .available(sku_id)
+                        .is_some_and(|available| available < u64::from(qty))
+                    && !inner.directory.contains_key(&order_id)
+                {
+                    return Route::Answered(Outcome::Rejected(Reject::SoldOut));
+                }
+                Route::Shard(shard_of_sku(sku_id, shard_count))
+            }
+            Command::UpsertSku(config) => Route::Shard(shard_of_sku(config.sku_id, shard_count)),
+            Command::Restock { sku_id, .. } | Command::QuerySku { sku_id } => {
+                Route::Shard(shard_of_sku(sku_id, shard_count))
+            }
+            Command::Pay { order_id, .. }
+            | Command::Cancel { order_id, .. }
+            | Command::QueryOrder { order_id } => match inner.directory.get(&order_id) {
+                Some(shard) => Route::Shard(*shard as usize),
+                None => Route::Answered(Outcome::Rejected(Reject::UnknownOrder)),
+            },
+        }
+    }
+
+    fn send(&self, shard: usize, batch: ShardBatch) -> Result<(), ReplyTo> {
+        match self.inner.senders[shard].try_send(ShardMessage::Batch(batch)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(ShardMessage::Batch(batch)))
+            | Err(TrySendError::Disconnected(ShardMessage::Batch(batch))) => Err(batch.reply),
+            Err(_) => unreachable!("only batches are sent with try_send"),
+        }
+    }
+
+    fn count_busy(&self, count: usize) {
+        self.inner
+            .busy_rejections
+            .fetch_add(count as u64, Ordering::Relaxed);
+    }
+}
+
+/// The shard that owns `sku_id` among `shard_count` shards.
+#[inline]
+pub fn shard_of_sku(sku_id: SkuId, shard_count: usize) -> usize {
+    // Multiply-shift: consecutive ids spread evenly, and it costs no division.
+    let hash = u64::from(sku_id).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    ((hash * shard_count as u64) >> 32) as usize
+}
+
+/// One shard thread: the only code that touches its `Shard`.
+struct ShardWorker {
+    index: u32,
+    shard: Shard,
+    receiver: Receiver<ShardMessage>,
+    mirror: Arc<AvailabilityMirror>,
+    directory: Arc<DashMap<OrderId, u32, FxBuildHasher>>,
+    clock: Clock,
+    tick: Duration,
+    max_batches_per_wakeup: usize,
+    expired_holds: Arc<AtomicU64>,
+}
+
+impl ShardWorker {
+    fn run(mut self) {
+        let mut inbox: Vec<ShardBatch> = Vec::with_capacity(self.max_batches_per_wakeup);
+        loop {
+            let mut stop = false;
+            match self.receiver.recv_timeout(self.tick) {
+                Ok(ShardMessage::Batch(batch)) => inbox.push(batch),
+                Ok(ShardMessage::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            while !stop && inbox.len() < self.max_batches_per_wakeup {
+                match self.receiver.try_recv() {
+                    Ok(ShardMessage::Batch(batch)) => inbox.push(batch),
+                    Ok(ShardMessage::Stop) => stop = true,
+                    Err(_) => break,
+                }
+            }
+            self.process(&mut inbox);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Applies everything taken from the queue at one instant, publishes what changed, then
+    /// answers. Publication comes before the replies, and the directory before the mirror, so a
+    /// client that saw an answer (or a zero in the mirror) always finds the order it implies.
+    fn process(&mut self, inbox: &mut Vec<ShardBatch>) {
+        let now_ms = self.clock.now_ms();
+        let expired = self.shard.advance_time(now_ms);
+        if expired > 0 {
+            self.expired_holds
+                .fetch_add(expired as u64, Ordering::Relaxed);
+        }
+        let mut answered: Vec<(ReplyTo, Vec<Outcome>)> = Vec::with_capacity(inbox.len());
+        for batch in inbox.drain(..) {
+            let mut outcomes = Vec::with_capacity(batch.commands.len());
+            self.shard.apply(now_ms, &batch.commands, &mut outcomes);
+            answered.push((batch.reply, outcomes));
+        }
+        let index = self.index;
+        let directory = &self.directory;
+        self.shard.drain_created_orders(|order_id| {
+            directory.insert(order_id, index);
+        });
+        let mirror = &self.mirror;
+        self.shard
+            .drain_changed_skus(|sku_id, available| mirror.publish(sku_id, available));
+        for (reply, outcomes) in answered {
+            reply.deliver(outcomes);
+        }
+    }
+}
