@@ -1,0 +1,445 @@
+//! The open-loop driver. A pacer thread wakes every tick, takes every scheduled request (and
+//! every due follow-up) whose intended time has passed, and submits them as one batch; it never
+//! waits for answers, so a slow target cannot slow the offered load (no coordinated omission).
+//! A recorder thread takes the answers, records corrected and service latency, keeps the
+//! ledger, and feeds pay / cancel / bot-retry follow-ups back to the pacer. Requests sent later
+//! than the threshold are counted, follow-ups that fall after the end are counted, requests
+//! never answered are counted: nothing is dropped silently. It must not format reports.
+
+use crate::recorder::{self, Live, Recorder, Recording};
+use crate::schedule::{Batch, Decision, FollowUps, Meta, Origin, Schedule};
+use crate::target::{Completion, Target};
+use crate::verify::Ledger;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use flashsale_engine::{Command, OrderStatus, Outcome, Reject};
+use serde::Serialize;
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How the driver paces and ends a run.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// The pacer's period: everything due is sent once per tick.
+    pub tick_us: u64,
+    /// A request sent more than this after its intended time counts as late.
+    pub late_threshold_us: u64,
+    /// After the schedule ends, how long to wait for outstanding answers.
+    pub drain_timeout_ms: u64,
+    pub interval_ms: u64,
+    /// Keep the ledger of held and paid units (off for targets without state).
+    pub track_ledger: bool,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            tick_us: 200,
+            late_threshold_us: 2_000,
+            drain_timeout_ms: 10_000,
+            interval_ms: 1_000,
+            track_ledger: true,
+        }
+    }
+}
+
+/// How sending went.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SendStats {
+    /// Requests whose intended time was within the run (scheduled + follow-ups sent).
+    pub offered: u64,
+    pub sent: u64,
+    /// Sent more than `late_threshold_us` after their intended time.
+    pub sent_late: u64,
+    pub late_threshold_us: u64,
+    pub max_send_lag_us: f64,
+    pub answered: u64,
+    /// Sent but not answered within the drain timeout.
+    pub unanswered: u64,
+    pub follow_ups_sent: u64,
+    /// Pays / cancels / bot retries whose due time fell after the end of the schedule.
+    pub follow_ups_after_end: u64,
+    /// Follow-ups that were due within the run but still queued when it ended.
+    pub follow_ups_unsent: u64,
+    pub abandoned_holds: u64,
+    pub bot_retries: u64,
+    pub schedule_duration_s: f64,
+    pub elapsed_s: f64,
+}
+
+/// Everything a run produced.
+pub struct RunOutput {
+    pub recording: Recording,
+    pub send: SendStats,
+    pub ledger: Ledger,
+}
+
+struct Completed {
+    metas: Vec<Meta>,
+    commands: Vec<Command>,
+    completion: Completion,
+}
+
+struct Due {
+    due_ns: u64,
+    seq: u64,
+    meta: Meta,
+    command: Command,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due_ns, self.seq) == (other.due_ns, other.seq)
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (self.due_ns, self.seq).cmp(&(other.due_ns, other.seq))
+    }
+}
+
+/// Shared counters between the pacer and the recorder.
+struct Shared {
+    start: Instant,
+    end_ns: u64,
+    answered: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// Runs the whole schedule against `target` and returns what was recorded.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    target: Arc<dyn Target>,
+    mut schedule: Schedule,
+    follow_ups: FollowUps,
+    ledger: Ledger,
+    schedule_duration_s: f64,
+    config: &DriverConfig,
+    live: Arc<Live>,
+    hlog: Option<crate::report::hlog::HlogWriter>,
+) -> RunOutput {
+    let seconds = schedule_duration_s.ceil() as usize + 2;
+    let offered_per_s: Arc<Vec<AtomicU64>> =
+        Arc::new((0..seconds).map(|_| AtomicU64::new(0)).collect());
+    let end_ns = (schedule_duration_s * 1e9) as u64;
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        end_ns,
+        answered: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Completed>();
+    let (follow_tx, follow_rx) = crossbeam_channel::unbounded::<Due>();
+    let recorder = Recorder::new(
+        config.interval_ms * 1_000_000,
+        hlog,
+        live.clone(),
+        offered_per_s.clone(),
+    );
+    let recorder_thread = {
+        let shared = shared.clone();
+        let track = config.track_ledger;
+        std::thread::Builder::new()
+            .name("loadgen-recorder".into())
+            .spawn(move || {
+                record_loop(recorder, ledger, track, follow_ups, &shared, done_rx, follow_tx)
+            })
+            .expect("spawning the recorder thread")
+    };
+
+    let mut send = SendStats {
+        late_threshold_us: config.late_threshold_us,
+        schedule_duration_s,
+        ..SendStats::default()
+    };
+    let tick = Duration::from_micros(config.tick_us.max(1));
+    let late_ns = config.late_threshold_us * 1000;
+    let max_batch = target.max_batch().max(1);
+    let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
+    let mut batch = Batch::with_capacity(8192);
+    let mut next_tick = shared.start;
+    let mut max_lag_ns = 0u64;
+    loop {
+        let now_ns = shared.start.elapsed().as_nanos() as u64;
+        while let Ok(due) = follow_rx.try_recv() {
+            heap.push(Reverse(due));
+        }
+        schedule.fill_until(now_ns.saturating_add(1), &mut batch);
+        while let Some(Reverse(d)) = heap.peek() {
+            if d.due_ns > now_ns {
+                break;
+            }
+            let Reverse(d) = heap.pop().expect("peeked");
+            batch.push(d.meta, d.command);
+            send.follow_ups_sent += 1;
+        }
+        if !batch.is_empty() {
+            let mut second = usize::MAX;
+            let mut in_second = 0u64;
+            for m in &batch.metas {
+                let lag = now_ns.saturating_sub(m.intended_ns);
+                if lag > late_ns {
+                    send.sent_late += 1;
+                }
+                max_lag_ns = max_lag_ns.max(lag);
+                let s = (m.intended_ns / 1_000_000_000) as usize;
+                if s != second {
+                    if let Some(c) = offered_per_s.get(second) {
+                        c.fetch_add(in_second, Ordering::Relaxed);
+                    }
+                    second = s;
+                    in_second = 0;
+                }
+                in_second += 1;
+            }
+            if let Some(c) = offered_per_s.get(second) {
+                c.fetch_add(in_second, Ordering::Relaxed);
+            }
+            send.sent += batch.len() as u64;
+            submit(&*target, &mut batch, max_batch, &done_tx);
+        }
+        if now_ns >= end_ns && schedule.is_done() {
+            break;
+        }
+        next_tick += tick;
+        let now = Instant::now();
+        if next_tick > now {
+            std::thread::sleep(next_tick - now);
+        } else if now - next_tick > tick * 4 {
+            // Far behind: do not try to catch up tick by tick.
+            next_tick = now;
+        }
+    }
+    send.offered = send.sent;
+    send.max_send_lag_us = max_lag_ns as f64 / 1000.0;
+    drop(done_tx);
+
+    let drain_deadline = Instant::now() + Duration::from_millis(config.drain_timeout_ms);
+    while shared.answered.load(Ordering::Acquire) < send.sent && Instant::now() < drain_deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    shared.stop.store(true, Ordering::Release);
+    let (recording, ledger, funnel) = recorder_thread.join().expect("recorder thread panicked");
+    send.answered = shared.answered.load(Ordering::Acquire);
+    send.unanswered = send.sent.saturating_sub(send.answered);
+    send.follow_ups_after_end = funnel.after_end;
+    send.abandoned_holds = funnel.abandoned;
+    send.bot_retries = funnel.bot_retries;
+    while let Ok(due) = follow_rx.try_recv() {
+        heap.push(Reverse(due));
+    }
+    send.follow_ups_unsent = heap.len() as u64;
+    send.elapsed_s = shared.start.elapsed().as_secs_f64();
+    RunOutput {
+        recording,
+        send,
+        ledger,
+    }
+}
+
+fn submit(target: &dyn Target, batch: &mut Batch, max_batch: usize, done_tx: &Sender<Completed>) {
+    let send_one = |commands: Vec<Command>, metas: Vec<Meta>| {
+        let tx = done_tx.clone();
+        let kept = commands.clone();
+        target.submit(
+            commands,
+            Box::new(move |completion| {
+                // The recorder outlives every answer it waits for; a send after it stopped
+                // (an answer past the drain timeout) is counted as unanswered.
+                let _ = tx.send(Completed {
+                    metas,
+                    commands: kept,
+                    completion,
+                });
+            }),
+        );
+    };
+    if batch.len() <= max_batch {
+        let n = batch.len();
+        let commands = std::mem::replace(&mut batch.commands, Vec::with_capacity(n));
+        let metas = std::mem::replace(&mut batch.metas, Vec::with_capacity(n));
+        send_one(commands, metas);
+    } else {
+        for (c, m) in batch.commands.chunks(max_batch).zip(batch.metas.chunks(max_batch)) {
+            send_one(c.to_vec(), m.to_vec());
+        }
+        batch.commands.clear();
+        batch.metas.clear();
+    }
+}
+
+#[derive(Default)]
+struct FunnelCounts {
+    after_end: u64,
+    abandoned: u64,
+    bot_retries: u64,
+}
+
+fn record_loop(
+    mut recorder: Recorder,
+    mut ledger: Ledger,
+    track_ledger: bool,
+    follow_ups: FollowUps,
+    shared: &Shared,
+    done_rx: Receiver<Completed>,
+    follow_tx: Sender<Due>,
+) -> (Recording, Ledger, FunnelCounts) {
+    let mut funnel = FunnelCounts::default();
+    let mut seq = 0u64;
+    loop {
+        match done_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(done) => {
+                let n = done.metas.len() as u64;
+                process(
+                    &mut recorder,
+                    &mut ledger,
+                    track_ledger,
+                    &follow_ups,
+                    shared,
+                    done,
+                    &follow_tx,
+                    &mut funnel,
+                    &mut seq,
+                );
+                shared.answered.fetch_add(n, Ordering::AcqRel);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                if shared.stop.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        recorder.advance_to(shared.start.elapsed().as_nanos() as u64);
+        if shared.stop.load(Ordering::Acquire) && done_rx.is_empty() {
+            break;
+        }
+    }
+    let recording = recorder.finish(shared.start.elapsed().as_nanos() as u64);
+    (recording, ledger, funnel)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process(
+    recorder: &mut Recorder,
+    ledger: &mut Ledger,
+    track_ledger: bool,
+    follow_ups: &FollowUps,
+    shared: &Shared,
+    done: Completed,
+    follow_tx: &Sender<Due>,
+    funnel: &mut FunnelCounts,
+    seq: &mut u64,
+) {
+    let start = shared.start;
+    let done_ns = done.completion.done_at.saturating_duration_since(start).as_nanos() as u64;
+    let sent_ns = done.completion.sent_at.saturating_duration_since(start).as_nanos() as u64;
+    let service_ns = done_ns.saturating_sub(sent_ns);
+    let mut schedule_follow_up = |due_ns: u64, meta: Meta, command: Command| {
+        if due_ns >= shared.end_ns {
+            funnel.after_end += 1;
+            return;
+        }
+        *seq += 1;
+        let _ = follow_tx.send(Due {
+            due_ns,
+            seq: *seq,
+            meta: Meta {
+                intended_ns: due_ns,
+                ..meta
+            },
+            command,
+        });
+    };
+    match done.completion.result {
+        Ok(outcomes) => {
+            for ((meta, command), outcome) in done.metas.iter().zip(&done.commands).zip(&outcomes) {
+                let Some(op) = recorder::op_index(command) else {
+                    continue;
+                };
+                let corrected_ns = done_ns.saturating_sub(meta.intended_ns);
+                recorder.record(op, recorder::outcome_label(outcome), corrected_ns, service_ns);
+                match (command, outcome) {
+                    (Command::Reserve { .. }, Outcome::Created(view)) => {
+                        if track_ledger {
+                            ledger.created(view);
+                        }
+                        let (order_id, user_id) = (view.order_id, view.user_id);
+                        let follow = Meta {
+                            intended_ns: 0,
+                            origin: Origin::FollowUp,
+                            attempt: 0,
+                        };
+                        match follow_ups.decide(order_id) {
+                            Decision::Pay { delay_ns } => schedule_follow_up(
+                                done_ns + delay_ns,
+                                follow,
+                                Command::Pay { order_id, user_id },
+                            ),
+                            Decision::Cancel { delay_ns } => schedule_follow_up(
+                                done_ns + delay_ns,
+                                follow,
+                                Command::Cancel { order_id, user_id },
+                            ),
+                            Decision::Abandon => funnel.abandoned += 1,
+                        }
+                    }
+                    (
+                        Command::Reserve { user_id, .. },
+                        Outcome::Rejected(Reject::SoldOut),
+                    ) => {
+                        if let Some(delay_ns) = follow_ups.bot_retry(*user_id, meta.attempt) {
+                            funnel.bot_retries += 1;
+                            let retry = Meta {
+                                intended_ns: 0,
+                                origin: Origin::BotRetry,
+                                attempt: meta.attempt + 1,
+                            };
+                            schedule_follow_up(done_ns + delay_ns, retry, *command);
+                        }
+                    }
+                    (Command::Pay { .. } | Command::Cancel { .. }, _) if track_ledger => {
+                        match outcome {
+                            Outcome::Order(v) if v.status == OrderStatus::Paid => ledger.paid(v),
+                            Outcome::Order(v)
+                                if matches!(
+                                    v.status,
+                                    OrderStatus::Cancelled | OrderStatus::Expired
+                                ) =>
+                            {
+                                ledger.released(v.order_id)
+                            }
+                            Outcome::Rejected(Reject::Expired | Reject::Cancelled) => {
+                                if let Command::Pay { order_id, .. }
+                                | Command::Cancel { order_id, .. } = command
+                                {
+                                    ledger.released(*order_id)
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(failure) => {
+            let label = recorder::failure_label(failure);
+            for (meta, command) in done.metas.iter().zip(&done.commands) {
+                if let Some(op) = recorder::op_index(command) {
+                    let corrected_ns = done_ns.saturating_sub(meta.intended_ns);
+                    recorder.record(op, label, corrected_ns, service_ns);
+                }
+            }
+        }
+    }
+}
