@@ -150,7 +150,9 @@ pub fn run(
         std::thread::Builder::new()
             .name("loadgen-recorder".into())
             .spawn(move || {
-                record_loop(recorder, ledger, track, follow_ups, &shared, done_rx, follow_tx)
+                record_loop(
+                    recorder, ledger, track, follow_ups, &shared, done_rx, follow_tx,
+                )
             })
             .expect("spawning the recorder thread")
     };
@@ -268,7 +270,11 @@ fn submit(target: &dyn Target, batch: &mut Batch, max_batch: usize, done_tx: &Se
         let metas = std::mem::replace(&mut batch.metas, Vec::with_capacity(n));
         send_one(commands, metas);
     } else {
-        for (c, m) in batch.commands.chunks(max_batch).zip(batch.metas.chunks(max_batch)) {
+        for (c, m) in batch
+            .commands
+            .chunks(max_batch)
+            .zip(batch.metas.chunks(max_batch))
+        {
             send_one(c.to_vec(), m.to_vec());
         }
         batch.commands.clear();
@@ -341,8 +347,16 @@ fn process(
     seq: &mut u64,
 ) {
     let start = shared.start;
-    let done_ns = done.completion.done_at.saturating_duration_since(start).as_nanos() as u64;
-    let sent_ns = done.completion.sent_at.saturating_duration_since(start).as_nanos() as u64;
+    let done_ns = done
+        .completion
+        .done_at
+        .saturating_duration_since(start)
+        .as_nanos() as u64;
+    let sent_ns = done
+        .completion
+        .sent_at
+        .saturating_duration_since(start)
+        .as_nanos() as u64;
     let service_ns = done_ns.saturating_sub(sent_ns);
     let mut schedule_follow_up = |due_ns: u64, meta: Meta, command: Command| {
         if due_ns >= shared.end_ns {
@@ -367,7 +381,12 @@ fn process(
                     continue;
                 };
                 let corrected_ns = done_ns.saturating_sub(meta.intended_ns);
-                recorder.record(op, recorder::outcome_label(outcome), corrected_ns, service_ns);
+                recorder.record(
+                    op,
+                    recorder::outcome_label(outcome),
+                    corrected_ns,
+                    service_ns,
+                );
                 match (command, outcome) {
                     (Command::Reserve { .. }, Outcome::Created(view)) => {
                         if track_ledger {
@@ -393,10 +412,7 @@ fn process(
                             Decision::Abandon => funnel.abandoned += 1,
                         }
                     }
-                    (
-                        Command::Reserve { user_id, .. },
-                        Outcome::Rejected(Reject::SoldOut),
-                    ) => {
+                    (Command::Reserve { user_id, .. }, Outcome::Rejected(Reject::SoldOut)) => {
                         if let Some(delay_ns) = follow_ups.bot_retry(*user_id, meta.attempt) {
                             funnel.bot_retries += 1;
                             let retry = Meta {

@@ -16,7 +16,11 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "flashsale-loadgen", version, about = "Open-loop load generator for flashsale")]
+#[command(
+    name = "flashsale-loadgen",
+    version,
+    about = "Open-loop load generator for flashsale"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -185,7 +189,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         println!(
             "invariants: PASS — sold + held <= stock on {} SKUs; no user over the limit{}",
             v.skus_checked,
-            if v.paid_matches_sold_checked { "; paid units == sold" } else { "" }
+            if v.paid_matches_sold_checked {
+                "; paid units == sold"
+            } else {
+                ""
+            }
         );
     } else {
         println!(

@@ -108,7 +108,8 @@ pub fn failure_label(failure: Failure) -> usize {
 }
 
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_NS, SIGFIG).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, SIGFIG)
+        .expect("static histogram bounds are valid")
 }
 
 /// Corrected and service-time histograms of one op.
@@ -215,8 +216,16 @@ impl Recorder {
         Recorder {
             interval_ns: interval_ns.max(1),
             current: 0,
-            interval: [OpHistograms::new(), OpHistograms::new(), OpHistograms::new()],
-            total: [OpHistograms::new(), OpHistograms::new(), OpHistograms::new()],
+            interval: [
+                OpHistograms::new(),
+                OpHistograms::new(),
+                OpHistograms::new(),
+            ],
+            total: [
+                OpHistograms::new(),
+                OpHistograms::new(),
+                OpHistograms::new(),
+            ],
             interval_outcomes: [0; N_LABELS],
             total_outcomes: [[0; N_LABELS]; 3],
             interval_completed: 0,
@@ -257,7 +266,12 @@ impl Recorder {
                 let result = hlog
                     .write_interval(op, &h.corrected, start_s, duration_s)
                     .and_then(|()| {
-                        hlog.write_interval(&format!("{op}_service"), &h.service, start_s, duration_s)
+                        hlog.write_interval(
+                            &format!("{op}_service"),
+                            &h.service,
+                            start_s,
+                            duration_s,
+                        )
                     });
                 if let Err(e) = result {
                     self.hlog_error = Some(e.to_string());

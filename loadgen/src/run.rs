@@ -129,7 +129,9 @@ pub fn execute(mut options: RunOptions) -> Result<RunReport, RunError> {
             scenario: &scenario.name,
             target: target.describe(),
             seed: options.seed,
-            started_at_unix_s: started.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            started_at_unix_s: started
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             peak_offered_rate_per_s: scenario.peak_offered_rate_per_s(),
         },
         &output.recording,
@@ -147,7 +149,11 @@ pub fn execute(mut options: RunOptions) -> Result<RunReport, RunError> {
     } else {
         Verdict::skipped("the target keeps no state")
     };
-    summary.slo = options.slos.iter().map(|s| s.evaluate(&summary.ops)).collect();
+    summary.slo = options
+        .slos
+        .iter()
+        .map(|s| s.evaluate(&summary.ops))
+        .collect();
 
     if let Some(dir) = &options.out_dir {
         if let Some(e) = &output.recording.hlog_error {

@@ -242,7 +242,7 @@ impl Scenario {
             return bad("catalog.hold_ttl_ms must be at least 1".into());
         }
         match c.stock {
-            StockSpec::Fixed { units } if units == 0 => {
+            StockSpec::Fixed { units: 0 } => {
                 return bad("catalog.stock.units must be at least 1".into());
             }
             StockSpec::Uniform { min, max } if min == 0 || max < min => {
@@ -286,7 +286,7 @@ impl Scenario {
             return bad("funnel.duplicate_rate must be in [0, 1]".into());
         }
         for (name, d) in [("pay_delay", f.pay_delay), ("cancel_delay", f.cancel_delay)] {
-            if !finite_pos(d.median_ms) || !(d.sigma.is_finite() && d.sigma >= 0.0) {
+            if !(finite_pos(d.median_ms) && d.sigma.is_finite() && d.sigma >= 0.0) {
                 return bad(format!("funnel.{name} needs median_ms > 0 and sigma >= 0"));
             }
         }

@@ -152,6 +152,9 @@ pub fn catalog(scenario: &Scenario, seed: u64) -> Vec<SkuConfig> {
         .collect()
 }
 
+/// A client duplicate waiting for its send time: (due ns, order, user, SKU, qty).
+type PendingDuplicate = (u64, OrderId, UserId, SkuId, u32);
+
 /// Generates the open-loop schedule one millisecond bucket at a time. Within a bucket the
 /// number of arrivals is Poisson(∫λ over the bucket) and their times are stratified-jittered,
 /// so the sequence is sorted and cheap (a handful of RNG draws per request).
@@ -171,7 +174,7 @@ pub struct Schedule {
     end_ms: u64,
     /// Expected arrivals before `bucket_ms`.
     cum_expected: f64,
-    duplicates: BinaryHeap<Reverse<(u64, OrderId, UserId, SkuId, u32)>>,
+    duplicates: BinaryHeap<Reverse<PendingDuplicate>>,
     pending: Vec<(Meta, Command)>,
     cursor: usize,
     generated: u64,

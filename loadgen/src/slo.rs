@@ -2,8 +2,8 @@
 //! `pay.p99.9<5ms`, `cancel.max<=1s`, `reserve.service.p99<500us`. Corrected latency is judged
 //! unless `.service` is named. Parsing and evaluation only; the binary decides the exit code.
 
-use crate::report::OpSummary;
 use crate::recorder::Percentiles;
+use crate::report::OpSummary;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -58,7 +58,9 @@ impl Slo {
         } else {
             return Err(err("no `<` or `<=`"));
         };
-        let (op, rest) = lhs.split_once('.').ok_or_else(|| err("no `.` after the op"))?;
+        let (op, rest) = lhs
+            .split_once('.')
+            .ok_or_else(|| err("no `.` after the op"))?;
         if !crate::recorder::OPS.contains(&op) {
             return Err(err("unknown op (reserve, pay, cancel)"));
         }
@@ -116,7 +118,11 @@ impl Slo {
     pub fn evaluate(&self, ops: &BTreeMap<&'static str, OpSummary>) -> SloResult {
         let (measured_us, any) = match ops.get(self.op.as_str()) {
             Some(o) => {
-                let p = if self.service { &o.uncorrected } else { &o.corrected };
+                let p = if self.service {
+                    &o.uncorrected
+                } else {
+                    &o.corrected
+                };
                 (self.pick(p), p.count > 0)
             }
             None => (f64::INFINITY, false),
@@ -142,7 +148,10 @@ mod tests {
     #[test]
     fn parses_the_documented_forms() {
         let s = Slo::parse("reserve.p99<2ms").unwrap();
-        assert_eq!((s.op.as_str(), s.stat, s.limit_us, s.service), ("reserve", Stat::P99, 2000.0, false));
+        assert_eq!(
+            (s.op.as_str(), s.stat, s.limit_us, s.service),
+            ("reserve", Stat::P99, 2000.0, false)
+        );
         let s = Slo::parse("pay.p99.9 < 5ms").unwrap();
         assert_eq!(s.stat, Stat::P999);
         let s = Slo::parse("cancel.service.max<=1.5s").unwrap();
@@ -152,7 +161,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_specs_with_a_reason() {
-        for bad in ["", "reserve.p99", "foo.p99<1ms", "reserve.p42<1ms", "reserve.p99<1h", "reserve.p99<ms", "reserve.p99<0ms"] {
+        for bad in [
+            "",
+            "reserve.p99",
+            "foo.p99<1ms",
+            "reserve.p42<1ms",
+            "reserve.p99<1h",
+            "reserve.p99<ms",
+            "reserve.p99<0ms",
+        ] {
             let e = Slo::parse(bad).unwrap_err().to_string();
             assert!(e.contains("invalid SLO"), "{bad}: {e}");
         }
@@ -177,7 +194,15 @@ mod tests {
         );
         assert!(Slo::parse("reserve.p99<2ms").unwrap().evaluate(&ops).passed);
         assert!(!Slo::parse("reserve.p99<1ms").unwrap().evaluate(&ops).passed);
-        assert!(Slo::parse("reserve.service.p99<1ms").unwrap().evaluate(&ops).passed);
-        assert!(!Slo::parse("pay.p99<1s").unwrap().evaluate(&ops).passed, "no samples: breach");
+        assert!(
+            Slo::parse("reserve.service.p99<1ms")
+                .unwrap()
+                .evaluate(&ops)
+                .passed
+        );
+        assert!(
+            !Slo::parse("pay.p99<1s").unwrap().evaluate(&ops).passed,
+            "no samples: breach"
+        );
     }
 }

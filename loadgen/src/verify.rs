@@ -105,7 +105,8 @@ impl Ledger {
                 expires_at_ms: view.expires_at_ms,
             },
         );
-        self.expiries.push(Reverse((view.expires_at_ms, view.order_id)));
+        self.expiries
+            .push(Reverse((view.expires_at_ms, view.order_id)));
         self.add_units(view.user_id, view.sku_id, view.qty, view.order_id);
     }
 
@@ -189,7 +190,10 @@ pub fn verify(
     for (config, view) in catalog.iter().zip(views) {
         let Some(v) = view else {
             stock_violations += 1;
-            note(&mut examples, format!("SKU {} is unknown to the target", config.sku_id));
+            note(
+                &mut examples,
+                format!("SKU {} is unknown to the target", config.sku_id),
+            );
             continue;
         };
         let total = v.config.stock_total;
@@ -292,7 +296,11 @@ mod tests {
         assert!(!v.passed && v.stock_violations == 1);
         let v = verify(&[config], &[None], &ledger, false);
         assert!(!v.passed);
-        let mismatch = SkuView { available: 6, sold: 1, ..good };
+        let mismatch = SkuView {
+            available: 6,
+            sold: 1,
+            ..good
+        };
         assert!(!verify(&[config], &[Some(mismatch)], &ledger, true).passed);
     }
 }

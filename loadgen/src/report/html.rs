@@ -25,7 +25,9 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-fn svg(draw: impl FnOnce(DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> DrawResult) -> String {
+fn svg(
+    draw: impl FnOnce(DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> DrawResult,
+) -> String {
     let mut out = String::new();
     let result = {
         let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
@@ -40,7 +42,9 @@ fn svg(draw: impl FnOnce(DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) ->
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn rate_chart(points: &[IntervalPoint]) -> String {
@@ -61,7 +65,10 @@ fn rate_chart(points: &[IntervalPoint]) -> String {
             .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
         chart.configure_mesh().x_desc("seconds").draw()?;
         for (i, (name, get)) in [
-            ("offered", (|p: &IntervalPoint| p.offered) as fn(&IntervalPoint) -> u64),
+            (
+                "offered",
+                (|p: &IntervalPoint| p.offered) as fn(&IntervalPoint) -> u64,
+            ),
             ("achieved", |p: &IntervalPoint| p.completed),
         ]
         .into_iter()
@@ -76,7 +83,11 @@ fn rate_chart(points: &[IntervalPoint]) -> String {
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
         Ok(())
     })
 }
@@ -84,25 +95,26 @@ fn rate_chart(points: &[IntervalPoint]) -> String {
 fn latency_chart(points: &[IntervalPoint]) -> String {
     svg(|root| {
         let t_max = points.last().map_or(1.0, |p| p.start_s + 1.0);
-        let series: Vec<(String, Vec<(f64, f64)>)> = [(0, "p50"), (0, "p99"), (0, "p99.9"), (1, "p99"), (2, "p99")]
-            .iter()
-            .map(|&(op, q)| {
-                let data = points
-                    .iter()
-                    .filter(|p| p.corrected[op].count > 0)
-                    .map(|p| {
-                        let c = &p.corrected[op];
-                        let us = match q {
-                            "p50" => c.p50_us,
-                            "p99" => c.p99_us,
-                            _ => c.p999_us,
-                        };
-                        (p.start_s, (us / 1000.0).max(0.001))
-                    })
-                    .collect();
-                (format!("{} {q}", OPS[op]), data)
-            })
-            .collect();
+        let series: Vec<(String, Vec<(f64, f64)>)> =
+            [(0, "p50"), (0, "p99"), (0, "p99.9"), (1, "p99"), (2, "p99")]
+                .iter()
+                .map(|&(op, q)| {
+                    let data = points
+                        .iter()
+                        .filter(|p| p.corrected[op].count > 0)
+                        .map(|p| {
+                            let c = &p.corrected[op];
+                            let us = match q {
+                                "p50" => c.p50_us,
+                                "p99" => c.p99_us,
+                                _ => c.p999_us,
+                            };
+                            (p.start_s, (us / 1000.0).max(0.001))
+                        })
+                        .collect();
+                    (format!("{} {q}", OPS[op]), data)
+                })
+                .collect();
         let y_max = series
             .iter()
             .flat_map(|(_, d)| d.iter().map(|p| p.1))
@@ -114,7 +126,11 @@ fn latency_chart(points: &[IntervalPoint]) -> String {
             .x_label_area_size(35)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..t_max, (0.001f64..y_max).log_scale())?;
-        chart.configure_mesh().x_desc("seconds").y_desc("ms").draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_desc("ms")
+            .draw()?;
         for (i, (name, data)) in series.into_iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             chart
@@ -122,7 +138,11 @@ fn latency_chart(points: &[IntervalPoint]) -> String {
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
         Ok(())
     })
 }
@@ -157,7 +177,10 @@ fn spectrum_chart(total: &[OpHistograms; 3]) -> String {
             .fold(1.0f64, f64::max)
             * 2.0;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Percentile spectrum (ms, log) vs 1/(1-percentile)", ("sans-serif", 18))
+            .caption(
+                "Percentile spectrum (ms, log) vs 1/(1-percentile)",
+                ("sans-serif", 18),
+            )
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(70)
@@ -174,7 +197,11 @@ fn spectrum_chart(total: &[OpHistograms; 3]) -> String {
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
         Ok(())
     })
 }
@@ -209,7 +236,11 @@ fn outcome_chart(points: &[IntervalPoint]) -> String {
                 .label(LABELS[l])
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
         Ok(())
     })
 }
@@ -237,7 +268,10 @@ pub fn render(summary: &Summary, points: &[IntervalPoint], total: &[OpHistograms
     let (class, text) = if !verdict.checked {
         ("", format!("invariants not checked: {}", verdict.note))
     } else if verdict.passed {
-        ("verdict-pass", format!("invariants hold on {} SKUs", verdict.skus_checked))
+        (
+            "verdict-pass",
+            format!("invariants hold on {} SKUs", verdict.skus_checked),
+        )
     } else {
         (
             "verdict-fail",
@@ -247,7 +281,11 @@ pub fn render(summary: &Summary, points: &[IntervalPoint], total: &[OpHistograms
             ),
         )
     };
-    let _ = write!(page, "<p class=\"{class}\"><b>{}</b></p>", html_escape(&text));
+    let _ = write!(
+        page,
+        "<p class=\"{class}\"><b>{}</b></p>",
+        html_escape(&text)
+    );
     let _ = write!(page, "<pre>{}</pre>", html_escape(&summary.table()));
     for slo in &summary.slo {
         let _ = write!(
@@ -255,7 +293,11 @@ pub fn render(summary: &Summary, points: &[IntervalPoint], total: &[OpHistograms
             "<p>SLO <code>{}</code>: measured {:.3} ms — {}</p>",
             html_escape(&slo.spec),
             slo.measured_ms,
-            if slo.passed { "pass" } else { "<b>BREACHED</b>" }
+            if slo.passed {
+                "pass"
+            } else {
+                "<b>BREACHED</b>"
+            }
         );
     }
     for chart in [

@@ -66,8 +66,8 @@ impl Summary {
                 .filter(|&l| recording.outcomes[i][l] > 0)
                 .map(|l| (LABELS[l], recording.outcomes[i][l]))
                 .collect();
-            for l in 0..N_LABELS {
-                all[l] += recording.outcomes[i][l];
+            for (sum, n) in all.iter_mut().zip(&recording.outcomes[i]) {
+                *sum += n;
             }
             ops.insert(
                 *op,
@@ -151,7 +151,11 @@ impl Summary {
                 ));
             }
         }
-        let outcomes: Vec<String> = self.outcomes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let outcomes: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         s.push_str(&format!("outcomes: {}\n", outcomes.join(" ")));
         s.push_str(&format!(
             "follow-ups sent {}, after end {}, unsent {}; holds abandoned {}; bot retries {}\n",

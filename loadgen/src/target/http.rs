@@ -105,16 +105,22 @@ fn order_outcome(status: u16, body: &[u8]) -> Result<Outcome, Failure> {
     }
 }
 
-async fn send_one(client: &reqwest::Client, base: &str, command: &Command) -> Result<Outcome, Failure> {
+async fn send_one(
+    client: &reqwest::Client,
+    base: &str,
+    command: &Command,
+) -> Result<Outcome, Failure> {
     let request = match *command {
         Command::Reserve {
             order_id,
             user_id,
             sku_id,
             qty,
-        } => client.post(format!("{base}/v1/orders")).json(&serde_json::json!({
-            "order_id": order_id, "user_id": user_id, "sku_id": sku_id, "qty": qty
-        })),
+        } => client
+            .post(format!("{base}/v1/orders"))
+            .json(&serde_json::json!({
+                "order_id": order_id, "user_id": user_id, "sku_id": sku_id, "qty": qty
+            })),
         Command::Pay { order_id, user_id } => client
             .post(format!("{base}/v1/orders/{order_id}/pay"))
             .json(&serde_json::json!({ "user_id": user_id })),
@@ -168,7 +174,11 @@ impl Http {
 
 impl Target for Http {
     fn describe(&self) -> String {
-        format!("{} ({} connections)", self.base, self.permits.available_permits())
+        format!(
+            "{} ({} connections)",
+            self.base,
+            self.permits.available_permits()
+        )
     }
     fn max_batch(&self) -> usize {
         1
@@ -278,7 +288,10 @@ impl Target for Http {
                 if !response.status().is_success() {
                     return Err(query_err(format!("HTTP {}", response.status())));
                 }
-                let s: SkuJson = response.json().await.map_err(|e| query_err(e.to_string()))?;
+                let s: SkuJson = response
+                    .json()
+                    .await
+                    .map_err(|e| query_err(e.to_string()))?;
                 views.push(Some(SkuView {
                     config: SkuConfig {
                         sku_id: s.sku_id,
@@ -307,14 +320,26 @@ mod tests {
 
     #[test]
     fn maps_answers_to_outcomes() {
-        let body = br#"{"order_id":1,"user_id":2,"sku_id":3,"qty":1,"status":"held","expires_at_ms":9}"#;
-        assert!(matches!(order_outcome(201, body), Ok(Outcome::Created(v)) if v.status == OrderStatus::Held));
+        let body =
+            br#"{"order_id":1,"user_id":2,"sku_id":3,"qty":1,"status":"held","expires_at_ms":9}"#;
+        assert!(
+            matches!(order_outcome(201, body), Ok(Outcome::Created(v)) if v.status == OrderStatus::Held)
+        );
         assert!(matches!(order_outcome(200, body), Ok(Outcome::Order(_))));
         let err = br#"{"error":"sold_out","detail":"none left"}"#;
-        assert_eq!(order_outcome(409, err), Ok(Outcome::Rejected(Reject::SoldOut)));
+        assert_eq!(
+            order_outcome(409, err),
+            Ok(Outcome::Rejected(Reject::SoldOut))
+        );
         let busy = br#"{"error":"busy","detail":""}"#;
-        assert_eq!(order_outcome(503, busy), Ok(Outcome::Rejected(Reject::Busy)));
+        assert_eq!(
+            order_outcome(503, busy),
+            Ok(Outcome::Rejected(Reject::Busy))
+        );
         assert_eq!(order_outcome(500, b"oops"), Err(Failure::Protocol));
-        assert_eq!(order_outcome(409, br#"{"error":"new_code"}"#), Err(Failure::Protocol));
+        assert_eq!(
+            order_outcome(409, br#"{"error":"new_code"}"#),
+            Err(Failure::Protocol)
+        );
     }
 }

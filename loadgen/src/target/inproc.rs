@@ -3,9 +3,7 @@
 //! threads of its own.
 
 use super::{Completion, Done, Target, TargetError};
-use flashsale_engine::{
-    Command, Engine, EngineConfig, Outcome, SkuConfig, SkuId, SkuView,
-};
+use flashsale_engine::{Command, Engine, EngineConfig, Outcome, SkuConfig, SkuId, SkuView};
 use std::time::Instant;
 
 pub struct InProc {
@@ -69,7 +67,10 @@ impl Target for InProc {
     fn query_skus(&self, sku_ids: &[SkuId]) -> Result<Vec<Option<SkuView>>, TargetError> {
         let mut views = Vec::with_capacity(sku_ids.len());
         for chunk in sku_ids.chunks(4096) {
-            let commands = chunk.iter().map(|&sku_id| Command::QuerySku { sku_id }).collect();
+            let commands = chunk
+                .iter()
+                .map(|&sku_id| Command::QuerySku { sku_id })
+                .collect();
             for (sku_id, outcome) in chunk.iter().zip(self.engine.submit_wait(commands)) {
                 match outcome {
                     Outcome::Sku(v) | Outcome::SkuCreated(v) => views.push(Some(v)),

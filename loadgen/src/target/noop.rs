@@ -3,7 +3,9 @@
 //! `cancelled`. It keeps no state and must not pretend to be verifiable.
 
 use super::{Completion, Done, Target, TargetError};
-use flashsale_engine::{Command, OrderStatus, OrderView, Outcome, Reject, SkuConfig, SkuId, SkuView};
+use flashsale_engine::{
+    Command, OrderStatus, OrderView, Outcome, Reject, SkuConfig, SkuId, SkuView,
+};
 use std::time::Instant;
 
 pub struct Noop;
