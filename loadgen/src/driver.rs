@@ -7,14 +7,13 @@
 //! never answered are counted: nothing is dropped silently. It must not format reports.
 
 use crate::recorder::{self, Live, Recorder, Recording};
-use crate::schedule::{Batch, Decision, FollowUps, Meta, Origin, Schedule};
+use crate::schedule::{Batch, Decision, FollowUps, Meta, Op, Origin, Req, Schedule};
 use crate::target::{Completion, Target};
 use crate::verify::Ledger;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use flashsale_engine::{Command, OrderStatus, Outcome, Reject};
+use flashsale_engine::{OrderStatus, Outcome, Reject};
 use serde::Serialize;
-use std::cmp::{Ordering as CmpOrdering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -78,7 +77,6 @@ pub struct RunOutput {
 
 struct Completed {
     metas: Vec<Meta>,
-    commands: Vec<Command>,
     completion: Completion,
 }
 
@@ -86,23 +84,83 @@ struct Due {
     due_ns: u64,
     seq: u64,
     meta: Meta,
-    command: Command,
 }
 
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due_ns, self.seq) == (other.due_ns, other.seq)
-    }
+/// Largest batch handed to a target in one call, so a pacer that fell behind does not build
+/// one enormous allocation.
+const MAX_SUBMIT: usize = 16 * 1024;
+
+/// Follow-ups waiting for their due time, in one bucket per millisecond: O(1) to add, and the
+/// current bucket is sorted once so each tick takes exactly what is due (a binary heap of
+/// millions of pending pays was the generator's bottleneck).
+#[derive(Default)]
+struct Wheel {
+    /// Pushed after their millisecond was already passed: sent on the next tick, unsorted.
+    overdue: Vec<Due>,
+    base_ms: u64,
+    buckets: VecDeque<Vec<Due>>,
+    cursor: usize,
+    front_sorted: bool,
+    len: usize,
+    /// Emptied buckets kept for reuse: growing fresh vectors every millisecond made the kernel
+    /// zero new pages faster than the generator could fill them.
+    spare: Vec<Vec<Due>>,
 }
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
+
+impl Wheel {
+    fn push(&mut self, due: Due) {
+        let ms = due.due_ns / 1_000_000;
+        self.len += 1;
+        if ms < self.base_ms {
+            self.overdue.push(due);
+            return;
+        }
+        let index = (ms - self.base_ms) as usize;
+        if index == 0 {
+            self.front_sorted = false;
+        }
+        while self.buckets.len() <= index {
+            let bucket = self.spare.pop().unwrap_or_default();
+            self.buckets.push_back(bucket);
+        }
+        self.buckets[index].push(due);
     }
-}
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (self.due_ns, self.seq).cmp(&(other.due_ns, other.seq))
+
+    /// Moves everything due at or before `now_ns` into `out`; returns how many.
+    fn pop_due(&mut self, now_ns: u64, out: &mut Batch) -> u64 {
+        let mut taken = self.overdue.len() as u64;
+        out.extend(self.overdue.drain(..).map(|d| d.meta));
+        while let Some(front) = self.buckets.front_mut() {
+            if self.base_ms * 1_000_000 > now_ns {
+                break;
+            }
+            if !self.front_sorted {
+                front[self.cursor..].sort_unstable_by_key(|d| (d.due_ns, d.seq));
+                self.front_sorted = true;
+            }
+            while let Some(d) = front.get(self.cursor) {
+                if d.due_ns > now_ns {
+                    break;
+                }
+                out.push(d.meta);
+                self.cursor += 1;
+                taken += 1;
+            }
+            if self.cursor < front.len() || (self.base_ms + 1) * 1_000_000 > now_ns {
+                break;
+            }
+            if let Some(mut bucket) = self.buckets.pop_front() {
+                bucket.clear();
+                if self.spare.len() < 4096 {
+                    self.spare.push(bucket);
+                }
+            }
+            self.base_ms += 1;
+            self.cursor = 0;
+            self.front_sorted = false;
+        }
+        self.len -= taken as usize;
+        taken
     }
 }
 
@@ -137,7 +195,7 @@ pub fn run(
         stop: AtomicBool::new(false),
     });
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Completed>();
-    let (follow_tx, follow_rx) = crossbeam_channel::unbounded::<Due>();
+    let (follow_tx, follow_rx) = crossbeam_channel::unbounded::<Vec<Due>>();
     let recorder = Recorder::new(
         config.interval_ms * 1_000_000,
         hlog,
@@ -164,29 +222,22 @@ pub fn run(
     };
     let tick = Duration::from_micros(config.tick_us.max(1));
     let late_ns = config.late_threshold_us * 1000;
-    let max_batch = target.max_batch().max(1);
-    let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
+    let max_batch = target.max_batch().clamp(1, MAX_SUBMIT);
+    let mut wheel = Wheel::default();
     let mut batch = Batch::with_capacity(8192);
     let mut next_tick = shared.start;
     let mut max_lag_ns = 0u64;
     loop {
         let now_ns = shared.start.elapsed().as_nanos() as u64;
-        while let Ok(due) = follow_rx.try_recv() {
-            heap.push(Reverse(due));
+        while let Ok(dues) = follow_rx.try_recv() {
+            dues.into_iter().for_each(|d| wheel.push(d));
         }
         schedule.fill_until(now_ns.saturating_add(1), &mut batch);
-        while let Some(Reverse(d)) = heap.peek() {
-            if d.due_ns > now_ns {
-                break;
-            }
-            let Reverse(d) = heap.pop().expect("peeked");
-            batch.push(d.meta, d.command);
-            send.follow_ups_sent += 1;
-        }
+        send.follow_ups_sent += wheel.pop_due(now_ns, &mut batch);
         if !batch.is_empty() {
             let mut second = usize::MAX;
             let mut in_second = 0u64;
-            for m in &batch.metas {
+            for m in &batch {
                 let lag = now_ns.saturating_sub(m.intended_ns);
                 if lag > late_ns {
                     send.sent_late += 1;
@@ -235,10 +286,10 @@ pub fn run(
     send.follow_ups_after_end = funnel.after_end;
     send.abandoned_holds = funnel.abandoned;
     send.bot_retries = funnel.bot_retries;
-    while let Ok(due) = follow_rx.try_recv() {
-        heap.push(Reverse(due));
+    while let Ok(dues) = follow_rx.try_recv() {
+        dues.into_iter().for_each(|d| wheel.push(d));
     }
-    send.follow_ups_unsent = heap.len() as u64;
+    send.follow_ups_unsent = wheel.len as u64;
     send.elapsed_s = shared.start.elapsed().as_secs_f64();
     RunOutput {
         recording,
@@ -248,37 +299,26 @@ pub fn run(
 }
 
 fn submit(target: &dyn Target, batch: &mut Batch, max_batch: usize, done_tx: &Sender<Completed>) {
-    let send_one = |commands: Vec<Command>, metas: Vec<Meta>| {
+    let send_one = |metas: Vec<Meta>| {
         let tx = done_tx.clone();
-        let kept = commands.clone();
+        let commands = metas.iter().map(|m| m.req.command()).collect();
         target.submit(
             commands,
             Box::new(move |completion| {
-                // The recorder outlives every answer it waits for; a send after it stopped
-                // (an answer past the drain timeout) is counted as unanswered.
-                let _ = tx.send(Completed {
-                    metas,
-                    commands: kept,
-                    completion,
-                });
+                // An answer after the recorder stopped (past the drain timeout) is counted as
+                // unanswered.
+                let _ = tx.send(Completed { metas, completion });
             }),
         );
     };
     if batch.len() <= max_batch {
         let n = batch.len();
-        let commands = std::mem::replace(&mut batch.commands, Vec::with_capacity(n));
-        let metas = std::mem::replace(&mut batch.metas, Vec::with_capacity(n));
-        send_one(commands, metas);
+        send_one(std::mem::replace(batch, Vec::with_capacity(n)));
     } else {
-        for (c, m) in batch
-            .commands
-            .chunks(max_batch)
-            .zip(batch.metas.chunks(max_batch))
-        {
-            send_one(c.to_vec(), m.to_vec());
+        for chunk in batch.chunks(max_batch) {
+            send_one(chunk.to_vec());
         }
-        batch.commands.clear();
-        batch.metas.clear();
+        batch.clear();
     }
 }
 
@@ -296,7 +336,7 @@ fn record_loop(
     follow_ups: FollowUps,
     shared: &Shared,
     done_rx: Receiver<Completed>,
-    follow_tx: Sender<Due>,
+    follow_tx: Sender<Vec<Due>>,
 ) -> (Recording, Ledger, FunnelCounts) {
     let mut funnel = FunnelCounts::default();
     let mut seq = 0u64;
@@ -342,7 +382,7 @@ fn process(
     follow_ups: &FollowUps,
     shared: &Shared,
     done: Completed,
-    follow_tx: &Sender<Due>,
+    follow_tx: &Sender<Vec<Due>>,
     funnel: &mut FunnelCounts,
     seq: &mut u64,
 ) {
@@ -358,104 +398,157 @@ fn process(
         .saturating_duration_since(start)
         .as_nanos() as u64;
     let service_ns = done_ns.saturating_sub(sent_ns);
-    let mut schedule_follow_up = |due_ns: u64, meta: Meta, command: Command| {
+    let mut dues: Vec<Due> = Vec::new();
+    let mut schedule_follow_up = |due_ns: u64, origin: Origin, attempt: u8, req: Req| {
         if due_ns >= shared.end_ns {
             funnel.after_end += 1;
             return;
         }
         *seq += 1;
-        let _ = follow_tx.send(Due {
+        dues.push(Due {
             due_ns,
             seq: *seq,
             meta: Meta {
                 intended_ns: due_ns,
-                ..meta
+                origin,
+                attempt,
+                req,
             },
-            command,
         });
     };
     match done.completion.result {
         Ok(outcomes) => {
-            for ((meta, command), outcome) in done.metas.iter().zip(&done.commands).zip(&outcomes) {
-                let Some(op) = recorder::op_index(command) else {
-                    continue;
-                };
+            for (meta, outcome) in done.metas.iter().zip(&outcomes) {
+                let req = meta.req;
                 let corrected_ns = done_ns.saturating_sub(meta.intended_ns);
                 recorder.record(
-                    op,
+                    req.op as usize,
                     recorder::outcome_label(outcome),
                     corrected_ns,
                     service_ns,
                 );
-                match (command, outcome) {
-                    (Command::Reserve { .. }, Outcome::Created(view)) => {
+                match (req.op, outcome) {
+                    (Op::Reserve, Outcome::Created(view)) => {
                         if track_ledger {
                             ledger.created(view);
                         }
-                        let (order_id, user_id) = (view.order_id, view.user_id);
-                        let follow = Meta {
-                            intended_ns: 0,
-                            origin: Origin::FollowUp,
-                            attempt: 0,
+                        let next = |op| Req {
+                            op,
+                            order_id: view.order_id,
+                            user_id: view.user_id,
+                            ..req
                         };
-                        match follow_ups.decide(order_id) {
+                        match follow_ups.decide(view.order_id) {
                             Decision::Pay { delay_ns } => schedule_follow_up(
                                 done_ns + delay_ns,
-                                follow,
-                                Command::Pay { order_id, user_id },
+                                Origin::FollowUp,
+                                0,
+                                next(Op::Pay),
                             ),
                             Decision::Cancel { delay_ns } => schedule_follow_up(
                                 done_ns + delay_ns,
-                                follow,
-                                Command::Cancel { order_id, user_id },
+                                Origin::FollowUp,
+                                0,
+                                next(Op::Cancel),
                             ),
                             Decision::Abandon => funnel.abandoned += 1,
                         }
                     }
-                    (Command::Reserve { user_id, .. }, Outcome::Rejected(Reject::SoldOut)) => {
-                        if let Some(delay_ns) = follow_ups.bot_retry(*user_id, meta.attempt) {
+                    (Op::Reserve, Outcome::Rejected(Reject::SoldOut)) => {
+                        if let Some(delay_ns) = follow_ups.bot_retry(req.user_id, meta.attempt) {
                             funnel.bot_retries += 1;
-                            let retry = Meta {
-                                intended_ns: 0,
-                                origin: Origin::BotRetry,
-                                attempt: meta.attempt + 1,
-                            };
-                            schedule_follow_up(done_ns + delay_ns, retry, *command);
+                            schedule_follow_up(
+                                done_ns + delay_ns,
+                                Origin::BotRetry,
+                                meta.attempt + 1,
+                                req,
+                            );
                         }
                     }
-                    (Command::Pay { .. } | Command::Cancel { .. }, _) if track_ledger => {
-                        match outcome {
-                            Outcome::Order(v) if v.status == OrderStatus::Paid => ledger.paid(v),
-                            Outcome::Order(v)
-                                if matches!(
-                                    v.status,
-                                    OrderStatus::Cancelled | OrderStatus::Expired
-                                ) =>
-                            {
-                                ledger.released(v.order_id)
-                            }
-                            Outcome::Rejected(Reject::Expired | Reject::Cancelled) => {
-                                if let Command::Pay { order_id, .. }
-                                | Command::Cancel { order_id, .. } = command
-                                {
-                                    ledger.released(*order_id)
-                                }
-                            }
-                            _ => {}
+                    (Op::Pay | Op::Cancel, _) if track_ledger => match outcome {
+                        Outcome::Order(v) if v.status == OrderStatus::Paid => ledger.paid(v),
+                        Outcome::Order(v)
+                            if matches!(
+                                v.status,
+                                OrderStatus::Cancelled | OrderStatus::Expired
+                            ) =>
+                        {
+                            ledger.released(v.order_id)
                         }
-                    }
+                        Outcome::Rejected(Reject::Expired | Reject::Cancelled) => {
+                            ledger.released(req.order_id)
+                        }
+                        _ => {}
+                    },
                     _ => {}
                 }
             }
         }
         Err(failure) => {
             let label = recorder::failure_label(failure);
-            for (meta, command) in done.metas.iter().zip(&done.commands) {
-                if let Some(op) = recorder::op_index(command) {
-                    let corrected_ns = done_ns.saturating_sub(meta.intended_ns);
-                    recorder.record(op, label, corrected_ns, service_ns);
-                }
+            for meta in &done.metas {
+                let corrected_ns = done_ns.saturating_sub(meta.intended_ns);
+                recorder.record(meta.req.op as usize, label, corrected_ns, service_ns);
             }
         }
+    }
+    if !dues.is_empty() {
+        let _ = follow_tx.send(dues);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(due_ns: u64, seq: u64) -> Due {
+        Due {
+            due_ns,
+            seq,
+            meta: Meta {
+                intended_ns: due_ns,
+                origin: Origin::FollowUp,
+                attempt: 0,
+                req: Req {
+                    op: Op::Pay,
+                    qty: 0,
+                    sku_id: 0,
+                    order_id: seq,
+                    user_id: 0,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn wheel_releases_exactly_what_is_due_in_order() {
+        let mut w = Wheel::default();
+        for (t, s) in [
+            (5_500_000, 1),
+            (1_200_000, 2),
+            (1_100_000, 3),
+            (9_000_000, 4),
+            (1_900_000, 5),
+        ] {
+            w.push(due(t, s));
+        }
+        let mut out = Batch::default();
+        assert_eq!(w.pop_due(1_000_000, &mut out), 0);
+        assert_eq!(w.pop_due(1_150_000, &mut out), 1);
+        // A late arrival into the current bucket is still released in time.
+        w.push(due(1_120_000, 6));
+        assert_eq!(w.pop_due(1_500_000, &mut out), 2);
+        assert_eq!(w.pop_due(6_000_000, &mut out), 2);
+        let times: Vec<u64> = out.iter().map(|m| m.intended_ns).collect();
+        assert_eq!(
+            times,
+            [1_100_000, 1_120_000, 1_200_000, 1_900_000, 5_500_000]
+        );
+        assert_eq!(w.len, 1);
+        // Overdue pushes (before the wheel's base) go out on the next call.
+        w.push(due(10, 7));
+        assert_eq!(w.pop_due(6_000_001, &mut out), 1);
+        assert_eq!(w.pop_due(u64::MAX / 2, &mut out), 1);
+        assert_eq!(w.len, 0);
     }
 }

@@ -8,7 +8,8 @@ use crate::scenario::{DelaySpec, Scenario, StockSpec};
 use flashsale_engine::{Command, OrderId, SkuConfig, SkuId, UserId};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, Poisson, StandardNormal, Zipf};
+use rand_distr::weighted::WeightedAliasIndex;
+use rand_distr::{Distribution, Poisson, StandardNormal};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::Hasher;
@@ -19,7 +20,7 @@ const NS_PER_MS: u64 = 1_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error("SKU popularity: {0}")]
-    Zipf(String),
+    Popularity(String),
     #[error("the scenario's user population is too large for 64-bit user ids")]
     Population,
 }
@@ -38,6 +39,42 @@ pub enum Origin {
     FollowUp = 3,
 }
 
+/// Which order operation a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Op {
+    Reserve = 0,
+    Pay = 1,
+    Cancel = 2,
+}
+
+/// A compact order request (32 bytes; an engine `Command` is 72): what the schedule, the
+/// follow-up wheel and the recorder carry around.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Req {
+    pub op: Op,
+    pub qty: u32,
+    pub sku_id: SkuId,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+}
+
+impl Req {
+    pub fn command(&self) -> Command {
+        let (order_id, user_id) = (self.order_id, self.user_id);
+        match self.op {
+            Op::Reserve => Command::Reserve {
+                order_id,
+                user_id,
+                sku_id: self.sku_id,
+                qty: self.qty,
+            },
+            Op::Pay => Command::Pay { order_id, user_id },
+            Op::Cancel => Command::Cancel { order_id, user_id },
+        }
+    }
+}
+
 /// What the driver keeps about each request it sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {
@@ -46,33 +83,11 @@ pub struct Meta {
     pub origin: Origin,
     /// 0 for a first try, n for the n-th bot retry.
     pub attempt: u8,
+    pub req: Req,
 }
 
-/// Requests in send order, as two parallel vectors (the commands go to the target as they are).
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub commands: Vec<Command>,
-    pub metas: Vec<Meta>,
-}
-
-impl Batch {
-    pub fn with_capacity(n: usize) -> Batch {
-        Batch {
-            commands: Vec::with_capacity(n),
-            metas: Vec::with_capacity(n),
-        }
-    }
-    pub fn len(&self) -> usize {
-        self.commands.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.commands.is_empty()
-    }
-    pub fn push(&mut self, meta: Meta, command: Command) {
-        self.metas.push(meta);
-        self.commands.push(command);
-    }
-}
+/// Requests in send order.
+pub type Batch = Vec<Meta>;
 
 /// SplitMix64's finaliser: a cheap, well-mixed, stable 64-bit hash.
 pub fn mix64(mut x: u64) -> u64 {
@@ -161,7 +176,7 @@ type PendingDuplicate = (u64, OrderId, UserId, SkuId, u32);
 pub struct Schedule {
     scenario: Scenario,
     rng: Xoshiro256PlusPlus,
-    zipf: Zipf<f64>,
+    popularity: WeightedAliasIndex<f64>,
     users: UserSpace,
     bot_share: f64,
     first_sku: SkuId,
@@ -175,7 +190,7 @@ pub struct Schedule {
     /// Expected arrivals before `bucket_ms`.
     cum_expected: f64,
     duplicates: BinaryHeap<Reverse<PendingDuplicate>>,
-    pending: Vec<(Meta, Command)>,
+    pending: Vec<Meta>,
     cursor: usize,
     generated: u64,
 }
@@ -194,8 +209,13 @@ impl Schedule {
         if users.bots.checked_add(users.people).is_none() {
             return Err(ScheduleError::Population);
         }
-        let zipf = Zipf::new(scenario.catalog.skus as f64, scenario.users.zipf_s)
-            .map_err(|e| ScheduleError::Zipf(e.to_string()))?;
+        // Zipf(s) over the catalog's ranks as an alias table: O(1) per draw, no powf.
+        let s = scenario.users.zipf_s;
+        let weights: Vec<f64> = (1..=scenario.catalog.skus)
+            .map(|k| f64::from(k).powf(-s))
+            .collect();
+        let popularity = WeightedAliasIndex::new(weights)
+            .map_err(|e| ScheduleError::Popularity(e.to_string()))?;
         let u = &scenario.users;
         let w_bots = u.bot_fraction * u.bot_rate_multiplier;
         let bot_share = if users.bots == 0 {
@@ -205,7 +225,7 @@ impl Schedule {
         };
         Ok(Schedule {
             rng: Xoshiro256PlusPlus::seed_from_u64(mix64(seed)),
-            zipf,
+            popularity,
             users,
             bot_share,
             first_sku: scenario.catalog.first_sku_id,
@@ -246,12 +266,11 @@ impl Schedule {
     /// Appends every request whose intended time is before `until_ns` to `out`, in order.
     pub fn fill_until(&mut self, until_ns: u64, out: &mut Batch) {
         loop {
-            while self.cursor < self.pending.len() {
-                let (meta, command) = self.pending[self.cursor];
+            while let Some(meta) = self.pending.get(self.cursor) {
                 if meta.intended_ns >= until_ns {
                     return;
                 }
-                out.push(meta, command);
+                out.push(*meta);
                 self.cursor += 1;
             }
             if self.bucket_ms * NS_PER_MS >= until_ns || self.is_done() {
@@ -298,21 +317,21 @@ impl Schedule {
             }
             self.duplicates.pop();
             had_duplicates = true;
-            let meta = Meta {
+            self.pending.push(Meta {
                 intended_ns: due,
                 origin: Origin::Duplicate,
                 attempt: 0,
-            };
-            let command = Command::Reserve {
-                order_id,
-                user_id,
-                sku_id,
-                qty,
-            };
-            self.pending.push((meta, command));
+                req: Req {
+                    op: Op::Reserve,
+                    qty,
+                    sku_id,
+                    order_id,
+                    user_id,
+                },
+            });
         }
         if had_duplicates {
-            self.pending.sort_by_key(|(m, _)| m.intended_ns);
+            self.pending.sort_by_key(|m| m.intended_ns);
         }
         self.generated += self.pending.len() as u64;
     }
@@ -324,8 +343,7 @@ impl Schedule {
         } else {
             users.bots + 1 + self.rng.random_range(0..users.people)
         };
-        let rank = self.zipf.sample(&mut self.rng) as u32;
-        let sku_id = self.first_sku + rank.saturating_sub(1);
+        let sku_id = self.first_sku + self.popularity.sample(&mut self.rng) as SkuId;
         let qty = if self.qty_max > 1 {
             self.rng.random_range(1..=self.qty_max)
         } else {
@@ -342,20 +360,18 @@ impl Schedule {
                 qty,
             )));
         }
-        let meta = Meta {
+        self.pending.push(Meta {
             intended_ns: t_ns,
             origin: Origin::Fresh,
             attempt: 0,
-        };
-        self.pending.push((
-            meta,
-            Command::Reserve {
+            req: Req {
+                op: Op::Reserve,
+                qty,
+                sku_id,
                 order_id,
                 user_id,
-                sku_id,
-                qty,
             },
-        ));
+        });
     }
 }
 
@@ -367,13 +383,12 @@ pub fn sequence_hash(schedule: &mut Schedule, until_ns: u64) -> (u64, u64) {
     let mut t = 0;
     while t < until_ns && !schedule.is_done() {
         t = (t + 10 * NS_PER_MS).min(until_ns);
-        batch.commands.clear();
-        batch.metas.clear();
+        batch.clear();
         schedule.fill_until(t, &mut batch);
-        for (meta, command) in batch.metas.iter().zip(&batch.commands) {
+        for meta in &batch {
             hasher.write_u64(meta.intended_ns);
             hasher.write_u8(meta.origin as u8);
-            std::hash::Hash::hash(command, &mut hasher);
+            std::hash::Hash::hash(&meta.req.command(), &mut hasher);
         }
         count += batch.len() as u64;
     }
@@ -483,7 +498,7 @@ mod tests {
         let mut last = 0;
         let mut dups = 0;
         let mut bots = 0;
-        for (m, c) in batch.metas.iter().zip(&batch.commands) {
+        for m in &batch {
             assert!(m.intended_ns >= last);
             last = m.intended_ns;
             let Command::Reserve {
@@ -491,7 +506,7 @@ mod tests {
                 sku_id,
                 qty,
                 ..
-            } = *c
+            } = m.req.command()
             else {
                 panic!("only reserves are scheduled")
             };
@@ -525,7 +540,6 @@ mod tests {
             let expected = s.expected_arrivals_until(end_s) - s.expected_arrivals_until(start_s);
             let (lo, hi) = ((start_s * 1e9) as u64, (end_s * 1e9) as u64);
             let got = batch
-                .metas
                 .iter()
                 .filter(|m| (lo..hi).contains(&m.intended_ns))
                 .count() as f64;
