@@ -80,6 +80,8 @@ pub struct EngineConfig {
     pub mirror_capacity_skus: usize,
     /// At most this many queued batches are taken by a shard thread in one go.
     pub max_batches_per_wakeup: usize,
+    /// Orders each shard allocates room for at start (tables still grow past it).
+    pub orders_capacity_per_shard: usize,
 }
 
 impl Default for EngineConfig {
@@ -91,6 +93,7 @@ impl Default for EngineConfig {
             clock: Clock::System,
             mirror_capacity_skus: 1 << 16,
             max_batches_per_wakeup: 64,
+            orders_capacity_per_shard: 1 << 16,
         }
     }
 }
@@ -217,7 +220,11 @@ enum Route {
 
 impl Engine {
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
-        Engine::start_with_shards(config.clone(), (0..config.shards).map(|_| Shard::new()))
+        let capacity = config.orders_capacity_per_shard;
+        Engine::start_with_shards(
+            config.clone(),
+            (0..config.shards).map(|_| Shard::with_capacity(capacity)),
+        )
     }
 
     /// Starts with given shard states (recovery hands in rebuilt shards). The iterator must

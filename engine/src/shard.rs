@@ -7,8 +7,8 @@
 //! needs from a batch (which SKUs' availability changed, which orders were created) is recorded
 //! in small lists that the runtime drains after each `apply`.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap;
 
@@ -80,9 +80,9 @@ pub struct Shard {
     orders: FxHashMap<OrderId, OrderRecord>,
     /// Units (held + sold) per (user, SKU); entries at zero are removed.
     user_units: FxHashMap<(UserId, SkuId), u32>,
-    /// Holds by expiry time. Entries of orders that were paid or cancelled stay until their time
-    /// comes and are then skipped, so each hold costs one push and one pop.
-    expiry_queue: BinaryHeap<Reverse<(u64, OrderId)>>,
+    /// Pending holds by expiry time. Entries of orders that were paid or cancelled stay until
+    /// their time comes and are then skipped, so each hold costs one push and one pop.
+    expiry_queue: ExpiryQueue,
     /// The latest time this shard has been given; time never goes backwards inside a shard.
     now_ms: u64,
     changed_skus: Vec<SkuId>,
@@ -92,6 +92,17 @@ pub struct Shard {
 impl Shard {
     pub fn new() -> Shard {
         Shard::default()
+    }
+
+    /// A shard with room for `orders` orders (and as many user allowances and pending holds)
+    /// allocated up front, so a sale never pays for a table growing mid-peak.
+    pub fn with_capacity(orders: usize) -> Shard {
+        Shard {
+            orders: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
+            user_units: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
+            expiry_queue: ExpiryQueue::with_capacity(orders),
+            ..Shard::default()
+        }
     }
 
     /// Applies `commands` in order at time `now_ms`, appending one outcome per command to
@@ -110,15 +121,13 @@ impl Shard {
     pub fn advance_time(&mut self, now_ms: u64) -> usize {
         self.now_ms = self.now_ms.max(now_ms);
         let mut expired = 0;
-        while let Some(&Reverse((expires_at_ms, order_id))) = self.expiry_queue.peek() {
-            if expires_at_ms > self.now_ms {
-                break;
-            }
-            self.expiry_queue.pop();
+        let mut due = std::mem::take(&mut self.expiry_queue);
+        due.pop_due(self.now_ms, |order_id, expires_at_ms| {
             if self.expire(order_id, expires_at_ms) {
                 expired += 1;
             }
-        }
+        });
+        self.expiry_queue = due;
         expired
     }
 
@@ -225,8 +234,7 @@ impl Shard {
         if units != self.user_units {
             return Err("per-user unit counters disagree with the orders".to_string());
         }
-        let pending: rustc_hash::FxHashSet<OrderId> =
-            self.expiry_queue.iter().map(|entry| entry.0.1).collect();
+        let pending: rustc_hash::FxHashSet<OrderId> = self.expiry_queue.order_ids().collect();
         for (order_id, order) in &self.orders {
             if order.status == OrderStatus::Held && !pending.contains(order_id) {
                 return Err(format!("held order {order_id} has no expiry entry"));
@@ -259,13 +267,18 @@ impl Shard {
     }
 
     fn reserve(&mut self, order_id: OrderId, user_id: UserId, sku_id: SkuId, qty: u32) -> Outcome {
-        // Dedup first: a retry must never take stock twice, whatever has happened since.
-        if let Some(order) = self.orders.get(&order_id) {
-            if order.user_id == user_id && order.sku_id == sku_id && order.qty == qty {
-                return Outcome::Order(order.view(order_id));
+        // Dedup first: a retry must never take stock twice, whatever has happened since. One
+        // probe of the order table serves both the check and the insert.
+        let order_slot = match self.orders.entry(order_id) {
+            Entry::Occupied(existing) => {
+                let order = existing.get();
+                if order.user_id == user_id && order.sku_id == sku_id && order.qty == qty {
+                    return Outcome::Order(order.view(order_id));
+                }
+                return Outcome::Rejected(Reject::IdConflict);
             }
-            return Outcome::Rejected(Reject::IdConflict);
-        }
+            Entry::Vacant(slot) => slot,
+        };
         let now_ms = self.now_ms;
         let Some(sku) = self.skus.get_mut(&sku_id) else {
             return Outcome::Rejected(Reject::UnknownSku);
@@ -279,12 +292,12 @@ impl Shard {
             return Outcome::Rejected(Reject::NotOnSale);
         }
         // The per-user limit is checked before stock is touched: an over-limit user never burns
-        // stock. A read-only lookup, so rejections leave no trace.
-        let units_before = self
-            .user_units
-            .get(&(user_id, sku_id))
-            .copied()
-            .unwrap_or(0);
+        // stock. A vacant entry inserts nothing unless written, so refusals leave no trace.
+        let user_slot = self.user_units.entry((user_id, sku_id));
+        let units_before = match &user_slot {
+            Entry::Occupied(units) => *units.get(),
+            Entry::Vacant(_) => 0,
+        };
         // In u64: two u32 near the maximum must not wrap into a small number.
         let units_after = u64::from(units_before) + u64::from(qty);
         if units_after > u64::from(sku.config.per_user_limit) {
@@ -295,7 +308,7 @@ impl Shard {
         if sku.available < u64::from(qty) {
             return Outcome::Rejected(Reject::SoldOut);
         }
-        self.user_units.insert((user_id, sku_id), units_after);
+        user_slot.insert_entry(units_after);
         sku.max_user_units = sku.max_user_units.max(units_after);
         sku.available -= u64::from(qty);
         sku.held += u64::from(qty);
@@ -304,7 +317,8 @@ impl Shard {
             sku.availability_dirty = true;
             self.changed_skus.push(sku_id);
         }
-        let expires_at_ms = now_ms.saturating_add(sku.config.hold_ttl_ms);
+        let hold_ttl_ms = sku.config.hold_ttl_ms;
+        let expires_at_ms = now_ms.saturating_add(hold_ttl_ms);
         let order = OrderRecord {
             user_id,
             sku_id,
@@ -312,8 +326,8 @@ impl Shard {
             status: OrderStatus::Held,
             expires_at_ms,
         };
-        self.orders.insert(order_id, order);
-        self.expiry_queue.push(Reverse((expires_at_ms, order_id)));
+        order_slot.insert(order);
+        self.expiry_queue.push(hold_ttl_ms, expires_at_ms, order_id);
         self.created_orders.push(order_id);
         Outcome::Created(order.view(order_id))
     }
@@ -462,5 +476,69 @@ impl Shard {
             self.changed_skus.push(sku_id);
         }
         Outcome::Sku(sku.view())
+    }
+}
+
+/// Pending holds in expiry order, as one FIFO per distinct hold TTL. Time never goes backwards
+/// inside a shard, so holds made with the same TTL expire in the order they were made: each
+/// FIFO is sorted by construction, and push and pop are O(1) — no heap, no scan. Popping the
+/// due holds costs one look at each FIFO's front plus one step per hold that is due; a flash
+/// sale has a handful of distinct TTLs, and empty FIFOs are pruned once there are many.
+const MAX_IDLE_TTL_QUEUES: usize = 16;
+
+#[derive(Clone, Debug, Default)]
+struct ExpiryQueue {
+    /// `(hold_ttl_ms, [(expires_at_ms, order_id)])`, each FIFO in non-decreasing expiry.
+    by_ttl: Vec<(u64, VecDeque<(u64, OrderId)>)>,
+    /// Room each new FIFO starts with.
+    initial_capacity: usize,
+}
+
+impl ExpiryQueue {
+    fn with_capacity(holds: usize) -> ExpiryQueue {
+        ExpiryQueue {
+            by_ttl: Vec::new(),
+            initial_capacity: holds,
+        }
+    }
+
+    fn push(&mut self, hold_ttl_ms: u64, expires_at_ms: u64, order_id: OrderId) {
+        let queue = match self.by_ttl.iter().position(|(ttl, _)| *ttl == hold_ttl_ms) {
+            Some(index) => &mut self.by_ttl[index].1,
+            None => {
+                self.by_ttl
+                    .push((hold_ttl_ms, VecDeque::with_capacity(self.initial_capacity)));
+                &mut self.by_ttl.last_mut().expect("just pushed").1
+            }
+        };
+        debug_assert!(
+            queue.back().is_none_or(|&(last, _)| last <= expires_at_ms),
+            "a TTL's FIFO must stay sorted: time went backwards"
+        );
+        queue.push_back((expires_at_ms, order_id));
+    }
+
+    /// Removes every entry due at `now_ms` and hands it to `expire`.
+    fn pop_due(&mut self, now_ms: u64, mut expire: impl FnMut(OrderId, u64)) {
+        for (_, queue) in &mut self.by_ttl {
+            while let Some(&(expires_at_ms, order_id)) = queue.front() {
+                if expires_at_ms > now_ms {
+                    break;
+                }
+                queue.pop_front();
+                expire(order_id, expires_at_ms);
+            }
+        }
+        // Empty FIFOs are kept (the common TTL empties and refills all the time) unless TTLs
+        // have multiplied, so the number of fronts looked at stays small.
+        if self.by_ttl.len() > MAX_IDLE_TTL_QUEUES {
+            self.by_ttl.retain(|(_, queue)| !queue.is_empty());
+        }
+    }
+
+    fn order_ids(&self) -> impl Iterator<Item = OrderId> + '_ {
+        self.by_ttl
+            .iter()
+            .flat_map(|(_, queue)| queue.iter().map(|&(_, order_id)| order_id))
     }
 }
