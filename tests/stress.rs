@@ -24,7 +24,7 @@ fn start(shards: usize) -> Engine {
 
 fn sku_view(engine: &Engine) -> flashsale::engine::SkuView {
     match engine.execute(Command::QuerySku { sku_id: HOT_SKU }) {
-        Outcome::Sku(view) => view,
+        Outcome::Sku(view) => *view,
         other => panic!("query failed: {other:?}"),
     }
 }

@@ -161,7 +161,7 @@ impl Model {
                 None => Outcome::Rejected(Reject::UnknownOrder),
             },
             Command::QuerySku { sku_id } => match self.sku_view(sku_id) {
-                Some(view) => Outcome::Sku(view),
+                Some(view) => Outcome::Sku(Box::new(view)),
                 None => Outcome::Rejected(Reject::UnknownSku),
             },
             Command::UpsertSku(config) => {
@@ -171,7 +171,9 @@ impl Model {
                 match self.sku_view(config.sku_id) {
                     None => {
                         self.skus.insert(config.sku_id, config);
-                        Outcome::SkuCreated(self.sku_view(config.sku_id).expect("just inserted"))
+                        Outcome::SkuCreated(Box::new(
+                            self.sku_view(config.sku_id).expect("just inserted"),
+                        ))
                     }
                     Some(view) => {
                         if config.stock_total < view.held + view.sold {
@@ -183,7 +185,7 @@ impl Model {
                             return Outcome::Rejected(Reject::InvalidSku);
                         }
                         self.skus.insert(config.sku_id, config);
-                        Outcome::Sku(self.sku_view(config.sku_id).expect("exists"))
+                        Outcome::Sku(Box::new(self.sku_view(config.sku_id).expect("exists")))
                     }
                 }
             }
@@ -199,7 +201,7 @@ impl Model {
                 }
                 let config = self.skus.get_mut(&sku_id).expect("exists");
                 config.stock_total = new_total as u64;
-                Outcome::Sku(self.sku_view(sku_id).expect("exists"))
+                Outcome::Sku(Box::new(self.sku_view(sku_id).expect("exists")))
             }
         }
     }

@@ -121,12 +121,12 @@ struct Assembly {
 
 impl Assembly {
     /// Stores one part's outcomes; the last part to arrive hands the whole batch on.
-    fn fill(&self, slots: &[u32], part: &[Outcome]) {
+    fn fill(&self, slots: &[u32], part: Vec<Outcome>) {
         debug_assert_eq!(slots.len(), part.len());
         {
             let mut outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
             for (&slot, outcome) in slots.iter().zip(part) {
-                outcomes[slot as usize] = *outcome;
+                outcomes[slot as usize] = outcome;
             }
         }
         self.part_done();
@@ -162,7 +162,7 @@ impl ReplyTo {
     fn deliver(self, outcomes: Vec<Outcome>) {
         match self {
             ReplyTo::Whole(on_done) => on_done(outcomes),
-            ReplyTo::Part { assembly, slots } => assembly.fill(&slots, &outcomes),
+            ReplyTo::Part { assembly, slots } => assembly.fill(&slots, outcomes),
         }
     }
 }

@@ -258,7 +258,7 @@ impl Shard {
                 None => Outcome::Rejected(Reject::UnknownOrder),
             },
             Command::QuerySku { sku_id } => match self.skus.get(&sku_id) {
-                Some(sku) => Outcome::Sku(sku.view()),
+                Some(sku) => Outcome::Sku(Box::new(sku.view())),
                 None => Outcome::Rejected(Reject::UnknownSku),
             },
             Command::UpsertSku(config) => self.upsert_sku(config),
@@ -435,7 +435,7 @@ impl Shard {
                 let view = sku.view();
                 self.skus.insert(sku_id, sku);
                 self.changed_skus.push(sku_id);
-                Outcome::SkuCreated(view)
+                Outcome::SkuCreated(Box::new(view))
             }
             Some(sku) => {
                 let committed = sku.held + sku.sold;
@@ -452,7 +452,7 @@ impl Shard {
                     sku.availability_dirty = true;
                     self.changed_skus.push(sku_id);
                 }
-                Outcome::Sku(sku.view())
+                Outcome::Sku(Box::new(sku.view()))
             }
         }
     }
@@ -475,7 +475,7 @@ impl Shard {
             sku.availability_dirty = true;
             self.changed_skus.push(sku_id);
         }
-        Outcome::Sku(sku.view())
+        Outcome::Sku(Box::new(sku.view()))
     }
 }
 

@@ -268,7 +268,10 @@ impl Reject {
 }
 
 /// The engine's answer to one command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Kept small (48 bytes) because one is written per command on the hot path: the rare SKU
+/// views of admin commands are boxed so they do not double the size of every order outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// A reserve created a new hold: stock moved from available to held.
     Created(OrderView),
@@ -276,9 +279,9 @@ pub enum Outcome {
     /// query.
     Order(OrderView),
     /// An upsert that created the SKU.
-    SkuCreated(SkuView),
+    SkuCreated(Box<SkuView>),
     /// A SKU's current state: after an upsert of an existing SKU, a restock, or a query.
-    Sku(SkuView),
+    Sku(Box<SkuView>),
     Rejected(Reject),
 }
 
@@ -299,6 +302,13 @@ impl Outcome {
         }
     }
 
+    pub fn sku(&self) -> Option<&SkuView> {
+        match self {
+            Outcome::SkuCreated(view) | Outcome::Sku(view) => Some(view),
+            _ => None,
+        }
+    }
+
     pub fn rejected(&self) -> Option<Reject> {
         match self {
             Outcome::Rejected(reject) => Some(*reject),
@@ -310,6 +320,15 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_stay_small() {
+        assert!(
+            std::mem::size_of::<Outcome>() <= 48,
+            "{}",
+            std::mem::size_of::<Outcome>()
+        );
+    }
 
     #[test]
     fn reject_codes_round_trip_through_u8() {

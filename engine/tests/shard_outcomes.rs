@@ -31,7 +31,7 @@ impl Fixture {
             .check_invariants()
             .unwrap_or_else(|broken| panic!("invariant broken after {command:?}: {broken}"));
         assert_eq!(outcomes.len(), 1);
-        outcomes[0]
+        outcomes.swap_remove(0)
     }
 
     fn reserve(&mut self, order_id: u64, user_id: u64, qty: u32) -> Outcome {
@@ -45,7 +45,7 @@ impl Fixture {
 
     fn sku(&mut self) -> SkuView {
         match self.run(Command::QuerySku { sku_id: 1 }) {
-            Outcome::Sku(view) => view,
+            Outcome::Sku(view) => *view,
             other => panic!("expected a sku view, got {other:?}"),
         }
     }
