@@ -73,7 +73,7 @@ impl Target for InProc {
                 .collect();
             for (sku_id, outcome) in chunk.iter().zip(self.engine.submit_wait(commands)) {
                 match outcome {
-                    Outcome::Sku(v) | Outcome::SkuCreated(v) => views.push(Some(v)),
+                    Outcome::Sku(v) | Outcome::SkuCreated(v) => views.push(Some(*v)),
                     Outcome::Rejected(flashsale_engine::Reject::UnknownSku) => views.push(None),
                     other => {
                         return Err(TargetError::Query {
