@@ -50,7 +50,8 @@ pub struct SendStats {
     /// Requests whose intended time was within the run (scheduled + follow-ups sent).
     pub offered: u64,
     pub sent: u64,
-    /// Sent more than `late_threshold_us` after their intended time.
+    /// Actually sent (by the target: after any wait for a connection) more than
+    /// `late_threshold_us` after their intended time. Counted for answered requests.
     pub sent_late: u64,
     pub late_threshold_us: u64,
     pub max_send_lag_us: f64,
@@ -205,11 +206,12 @@ pub fn run(
     let recorder_thread = {
         let shared = shared.clone();
         let track = config.track_ledger;
+        let late_ns = config.late_threshold_us * 1000;
         std::thread::Builder::new()
             .name("loadgen-recorder".into())
             .spawn(move || {
                 record_loop(
-                    recorder, ledger, track, follow_ups, &shared, done_rx, follow_tx,
+                    recorder, ledger, track, late_ns, follow_ups, &shared, done_rx, follow_tx,
                 )
             })
             .expect("spawning the recorder thread")
@@ -221,12 +223,10 @@ pub fn run(
         ..SendStats::default()
     };
     let tick = Duration::from_micros(config.tick_us.max(1));
-    let late_ns = config.late_threshold_us * 1000;
     let max_batch = target.max_batch().clamp(1, MAX_SUBMIT);
     let mut wheel = Wheel::default();
     let mut batch = Batch::with_capacity(8192);
     let mut next_tick = shared.start;
-    let mut max_lag_ns = 0u64;
     loop {
         let now_ns = shared.start.elapsed().as_nanos() as u64;
         while let Ok(dues) = follow_rx.try_recv() {
@@ -238,11 +238,6 @@ pub fn run(
             let mut second = usize::MAX;
             let mut in_second = 0u64;
             for m in &batch {
-                let lag = now_ns.saturating_sub(m.intended_ns);
-                if lag > late_ns {
-                    send.sent_late += 1;
-                }
-                max_lag_ns = max_lag_ns.max(lag);
                 let s = (m.intended_ns / 1_000_000_000) as usize;
                 if s != second {
                     if let Some(c) = offered_per_s.get(second) {
@@ -272,7 +267,6 @@ pub fn run(
         }
     }
     send.offered = send.sent;
-    send.max_send_lag_us = max_lag_ns as f64 / 1000.0;
     drop(done_tx);
 
     let drain_deadline = Instant::now() + Duration::from_millis(config.drain_timeout_ms);
@@ -286,6 +280,8 @@ pub fn run(
     send.follow_ups_after_end = funnel.after_end;
     send.abandoned_holds = funnel.abandoned;
     send.bot_retries = funnel.bot_retries;
+    send.sent_late = funnel.sent_late;
+    send.max_send_lag_us = funnel.max_send_lag_ns as f64 / 1000.0;
     while let Ok(dues) = follow_rx.try_recv() {
         dues.into_iter().for_each(|d| wheel.push(d));
     }
@@ -324,15 +320,19 @@ fn submit(target: &dyn Target, batch: &mut Batch, max_batch: usize, done_tx: &Se
 
 #[derive(Default)]
 struct FunnelCounts {
+    sent_late: u64,
+    max_send_lag_ns: u64,
     after_end: u64,
     abandoned: u64,
     bot_retries: u64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record_loop(
     mut recorder: Recorder,
     mut ledger: Ledger,
     track_ledger: bool,
+    late_ns: u64,
     follow_ups: FollowUps,
     shared: &Shared,
     done_rx: Receiver<Completed>,
@@ -348,6 +348,7 @@ fn record_loop(
                     &mut recorder,
                     &mut ledger,
                     track_ledger,
+                    late_ns,
                     &follow_ups,
                     shared,
                     done,
@@ -379,6 +380,7 @@ fn process(
     recorder: &mut Recorder,
     ledger: &mut Ledger,
     track_ledger: bool,
+    late_ns: u64,
     follow_ups: &FollowUps,
     shared: &Shared,
     done: Completed,
@@ -398,6 +400,13 @@ fn process(
         .saturating_duration_since(start)
         .as_nanos() as u64;
     let service_ns = done_ns.saturating_sub(sent_ns);
+    for meta in &done.metas {
+        let lag = sent_ns.saturating_sub(meta.intended_ns);
+        if lag > late_ns {
+            funnel.sent_late += 1;
+        }
+        funnel.max_send_lag_ns = funnel.max_send_lag_ns.max(lag);
+    }
     let mut dues: Vec<Due> = Vec::new();
     let mut schedule_follow_up = |due_ns: u64, origin: Origin, attempt: u8, req: Req| {
         if due_ns >= shared.end_ns {
