@@ -427,8 +427,15 @@ fn process(
     };
     match done.completion.result {
         Ok(outcomes) => {
-            for (meta, outcome) in done.metas.iter().zip(&outcomes) {
+            let mut failed = done.completion.failed.iter().peekable();
+            for (i, (meta, outcome)) in done.metas.iter().zip(&outcomes).enumerate() {
                 let req = meta.req;
+                if let Some(&(_, failure)) = failed.next_if(|(at, _)| *at == i) {
+                    let corrected_ns = done_ns.saturating_sub(meta.intended_ns);
+                    let label = recorder::failure_label(failure);
+                    recorder.record(req.op as usize, label, corrected_ns, service_ns);
+                    continue;
+                }
                 let corrected_ns = done_ns.saturating_sub(meta.intended_ns);
                 recorder.record(
                     req.op as usize,

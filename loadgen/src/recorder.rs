@@ -20,7 +20,7 @@ pub const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
 const SIGFIG: u8 = 3;
 
 /// Outcome labels, in index order: order statuses, reject codes, then client failures.
-pub const LABELS: [&str; 19] = [
+pub const LABELS: [&str; 21] = [
     "held",
     "paid",
     "cancelled",
@@ -40,6 +40,8 @@ pub const LABELS: [&str; 19] = [
     "transport_error",
     "timeout",
     "protocol_error",
+    "rate_limited",
+    "server_error",
 ];
 pub const N_LABELS: usize = LABELS.len();
 
@@ -58,6 +60,8 @@ pub fn is_error_label(index: usize) -> bool {
             | "transport_error"
             | "timeout"
             | "protocol_error"
+            | "rate_limited"
+            | "server_error"
     )
 }
 
@@ -104,6 +108,8 @@ pub fn failure_label(failure: Failure) -> usize {
         Failure::Transport => 16,
         Failure::Timeout => 17,
         Failure::Protocol => 18,
+        Failure::RateLimited => 19,
+        Failure::Server => 20,
     }
 }
 

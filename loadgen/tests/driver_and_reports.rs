@@ -64,6 +64,7 @@ impl Target for StallingTarget {
             .collect();
         done(Completion {
             result: Ok(outcomes),
+            failed: Vec::new(),
             sent_at,
             done_at: Instant::now(),
         });

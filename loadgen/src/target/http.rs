@@ -264,6 +264,7 @@ impl Target for Http {
             }
             done(Completion {
                 result: failure.map_or(Ok(outcomes), Err),
+                failed: Vec::new(),
                 sent_at,
                 done_at: Instant::now(),
             });

@@ -59,6 +59,7 @@ impl Target for InProc {
         self.engine.submit(commands, move |outcomes| {
             done(Completion {
                 result: Ok(outcomes),
+                failed: Vec::new(),
                 sent_at,
                 done_at: Instant::now(),
             })

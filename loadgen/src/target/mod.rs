@@ -12,6 +12,7 @@ use std::time::Instant;
 pub mod http;
 pub mod inproc;
 pub mod noop;
+pub mod tcp;
 
 /// Why a whole batch got no outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,6 +23,10 @@ pub enum Failure {
     Timeout,
     /// An answer the client could not understand.
     Protocol,
+    /// The server's per-user rate limit refused the request.
+    RateLimited,
+    /// The server answered with an error of its own protocol (not an engine outcome).
+    Server,
 }
 
 impl Failure {
@@ -30,6 +35,8 @@ impl Failure {
             Failure::Transport => "transport_error",
             Failure::Timeout => "timeout",
             Failure::Protocol => "protocol_error",
+            Failure::RateLimited => "rate_limited",
+            Failure::Server => "server_error",
         }
     }
 }
@@ -39,6 +46,9 @@ impl Failure {
 pub struct Completion {
     /// One outcome per command in input order, or why there is none.
     pub result: Result<Vec<Outcome>, Failure>,
+    /// Requests of an otherwise answered batch that got no outcome (index, why); their slot
+    /// in `result` holds a placeholder that must be ignored. Sorted by index; usually empty.
+    pub failed: Vec<(usize, Failure)>,
     /// When the batch actually left (after any wait for a connection).
     pub sent_at: Instant,
     pub done_at: Instant,
@@ -117,11 +127,7 @@ pub fn from_spec(spec: &str, options: &TargetOptions) -> Result<Arc<dyn Target>,
         return Ok(Arc::new(http::Http::connect(spec, options)?));
     }
     if spec.starts_with("tcp://") {
-        return Err(TargetError::Unsupported(
-            "the tcp:// target is not built yet: the binary protocol client has not landed; \
-             use http:// or inproc"
-                .to_string(),
-        ));
+        return Ok(Arc::new(tcp::Tcp::connect(spec, options)?));
     }
     Err(TargetError::Spec(spec.to_string()))
 }

@@ -54,6 +54,7 @@ impl Target for Noop {
         let outcomes = commands.iter().map(answer).collect();
         done(Completion {
             result: Ok(outcomes),
+            failed: Vec::new(),
             sent_at,
             done_at: Instant::now(),
         });
