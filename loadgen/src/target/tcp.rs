@@ -38,11 +38,11 @@ fn failure_of(e: &ClientError) -> Failure {
     }
 }
 
+/// A batch's outcomes and its per-request failures, as `Completion` carries them.
+type Mapped = (Result<Vec<Outcome>, Failure>, Vec<(usize, Failure)>);
+
 /// Replies to outcomes; server errors become per-request failures.
-fn map_replies(
-    replies: Vec<Reply>,
-    expected: usize,
-) -> (Result<Vec<Outcome>, Failure>, Vec<(usize, Failure)>) {
+fn map_replies(replies: Vec<Reply>, expected: usize) -> Mapped {
     if replies.len() != expected {
         return (Err(Failure::Protocol), Vec::new());
     }
