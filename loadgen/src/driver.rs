@@ -127,10 +127,16 @@ impl Wheel {
         self.buckets[index].push(due);
     }
 
-    /// Moves everything due at or before `now_ns` into `out`; returns how many.
-    fn pop_due(&mut self, now_ns: u64, out: &mut Batch) -> u64 {
-        let mut taken = self.overdue.len() as u64;
-        out.extend(self.overdue.drain(..).map(|d| d.meta));
+    /// Moves what is due at or before `now_ns` into `out`, until `out` holds `max_len`;
+    /// returns how many it moved.
+    fn pop_due(&mut self, now_ns: u64, out: &mut Batch, max_len: usize) -> u64 {
+        let room = max_len.saturating_sub(out.len()).min(self.overdue.len());
+        let mut taken = room as u64;
+        out.extend(self.overdue.drain(..room).map(|d| d.meta));
+        if !self.overdue.is_empty() {
+            self.len -= taken as usize;
+            return taken;
+        }
         while let Some(front) = self.buckets.front_mut() {
             if self.base_ms * 1_000_000 > now_ns {
                 break;
@@ -140,7 +146,7 @@ impl Wheel {
                 self.front_sorted = true;
             }
             while let Some(d) = front.get(self.cursor) {
-                if d.due_ns > now_ns {
+                if d.due_ns > now_ns || out.len() >= max_len {
                     break;
                 }
                 out.push(d.meta);
@@ -232,9 +238,15 @@ pub fn run(
         while let Ok(dues) = follow_rx.try_recv() {
             dues.into_iter().for_each(|d| wheel.push(d));
         }
-        schedule.fill_until(now_ns.saturating_add(1), &mut batch);
-        send.follow_ups_sent += wheel.pop_due(now_ns, &mut batch);
-        if !batch.is_empty() {
+        // Everything due goes out now, in submits of at most MAX_SUBMIT: a pacer that fell
+        // behind must not build one giant batch (its memory would slow it down further).
+        loop {
+            schedule.fill_until_at_most(now_ns.saturating_add(1), &mut batch, MAX_SUBMIT);
+            send.follow_ups_sent += wheel.pop_due(now_ns, &mut batch, MAX_SUBMIT);
+            if batch.is_empty() {
+                break;
+            }
+            let full = batch.len() >= MAX_SUBMIT;
             let mut second = usize::MAX;
             let mut in_second = 0u64;
             for m in &batch {
@@ -253,6 +265,9 @@ pub fn run(
             }
             send.sent += batch.len() as u64;
             submit(&*target, &mut batch, max_batch, &done_tx);
+            if !full {
+                break;
+            }
         }
         if now_ns >= end_ns && schedule.is_done() {
             break;
@@ -536,6 +551,26 @@ mod tests {
         }
     }
 
+    impl Wheel {
+        fn pop_due_all(&mut self, now_ns: u64, out: &mut Batch) -> u64 {
+            self.pop_due(now_ns, out, usize::MAX)
+        }
+    }
+
+    #[test]
+    fn wheel_stops_at_the_limit_and_resumes() {
+        let mut w = Wheel::default();
+        for s in 0..10 {
+            w.push(due(1_000_000 + s, s));
+        }
+        let mut out = Batch::default();
+        assert_eq!(w.pop_due(2_000_000, &mut out, 4), 4);
+        assert_eq!(w.pop_due(2_000_000, &mut out, 4), 0, "out is full");
+        out.clear();
+        assert_eq!(w.pop_due(2_000_000, &mut out, 100), 6);
+        assert_eq!(w.len, 0);
+    }
+
     #[test]
     fn wheel_releases_exactly_what_is_due_in_order() {
         let mut w = Wheel::default();
@@ -549,12 +584,12 @@ mod tests {
             w.push(due(t, s));
         }
         let mut out = Batch::default();
-        assert_eq!(w.pop_due(1_000_000, &mut out), 0);
-        assert_eq!(w.pop_due(1_150_000, &mut out), 1);
+        assert_eq!(w.pop_due_all(1_000_000, &mut out), 0);
+        assert_eq!(w.pop_due_all(1_150_000, &mut out), 1);
         // A late arrival into the current bucket is still released in time.
         w.push(due(1_120_000, 6));
-        assert_eq!(w.pop_due(1_500_000, &mut out), 2);
-        assert_eq!(w.pop_due(6_000_000, &mut out), 2);
+        assert_eq!(w.pop_due_all(1_500_000, &mut out), 2);
+        assert_eq!(w.pop_due_all(6_000_000, &mut out), 2);
         let times: Vec<u64> = out.iter().map(|m| m.intended_ns).collect();
         assert_eq!(
             times,
@@ -563,8 +598,8 @@ mod tests {
         assert_eq!(w.len, 1);
         // Overdue pushes (before the wheel's base) go out on the next call.
         w.push(due(10, 7));
-        assert_eq!(w.pop_due(6_000_001, &mut out), 1);
-        assert_eq!(w.pop_due(u64::MAX / 2, &mut out), 1);
+        assert_eq!(w.pop_due_all(6_000_001, &mut out), 1);
+        assert_eq!(w.pop_due_all(u64::MAX / 2, &mut out), 1);
         assert_eq!(w.len, 0);
     }
 }

@@ -265,9 +265,14 @@ impl Schedule {
 
     /// Appends every request whose intended time is before `until_ns` to `out`, in order.
     pub fn fill_until(&mut self, until_ns: u64, out: &mut Batch) {
+        self.fill_until_at_most(until_ns, out, usize::MAX);
+    }
+
+    /// Like `fill_until`, but stops once `out` holds `max_len` requests.
+    pub fn fill_until_at_most(&mut self, until_ns: u64, out: &mut Batch, max_len: usize) {
         loop {
             while let Some(meta) = self.pending.get(self.cursor) {
-                if meta.intended_ns >= until_ns {
+                if meta.intended_ns >= until_ns || out.len() >= max_len {
                     return;
                 }
                 out.push(*meta);

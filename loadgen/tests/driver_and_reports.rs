@@ -116,7 +116,7 @@ fn a_100ms_stall_shows_in_corrected_latency_but_not_in_service_time() {
     assert!(reserve.corrected.max_us >= 95_000.0);
     // Service time starts at the actual send, after the stall: it stays small.
     assert!(
-        reserve.uncorrected.p999_us < 20_000.0,
+        reserve.uncorrected.p999_us < 50_000.0,
         "service p99.9 {} µs",
         reserve.uncorrected.p999_us
     );
