@@ -1,0 +1,315 @@
+//! `report.html`: one self-contained page with inline SVG charts drawn by plotters — offered vs
+//! achieved rate over time, corrected latency percentiles over time, the percentile spectrum
+//! (corrected and service time), and the outcome mix over time — plus the summary table. It
+//! owns the page; it must not compute figures beyond what it plots.
+
+use super::Summary;
+use crate::recorder::{IntervalPoint, LABELS, N_LABELS, OPS, OpHistograms};
+use plotters::prelude::*;
+use std::fmt::Write;
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+const W: u32 = 900;
+const H: u32 = 380;
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn svg(
+    draw: impl FnOnce(DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> DrawResult,
+) -> String {
+    let mut out = String::new();
+    let result = {
+        let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| e.to_string().into())
+            .and_then(|()| draw(root.clone()).and_then(|()| root.present().map_err(Into::into)))
+    };
+    match result {
+        Ok(()) => out,
+        Err(e) => format!("<p>chart unavailable: {}</p>", html_escape(&e.to_string())),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn rate_chart(points: &[IntervalPoint]) -> String {
+    svg(|root| {
+        let t_max = points.last().map_or(1.0, |p| p.start_s + 1.0);
+        let y_max = points
+            .iter()
+            .map(|p| p.offered.max(p.completed))
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64
+            * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Offered vs achieved rate (requests/s)", ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
+        chart.configure_mesh().x_desc("seconds").draw()?;
+        for (i, (name, get)) in [
+            (
+                "offered",
+                (|p: &IntervalPoint| p.offered) as fn(&IntervalPoint) -> u64,
+            ),
+            ("achieved", |p: &IntervalPoint| p.completed),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let color = PALETTE[i];
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|p| (p.start_s, get(p) as f64)),
+                    color.stroke_width(2),
+                ))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
+        Ok(())
+    })
+}
+
+fn latency_chart(points: &[IntervalPoint]) -> String {
+    svg(|root| {
+        let t_max = points.last().map_or(1.0, |p| p.start_s + 1.0);
+        let series: Vec<(String, Vec<(f64, f64)>)> =
+            [(0, "p50"), (0, "p99"), (0, "p99.9"), (1, "p99"), (2, "p99")]
+                .iter()
+                .map(|&(op, q)| {
+                    let data = points
+                        .iter()
+                        .filter(|p| p.corrected[op].count > 0)
+                        .map(|p| {
+                            let c = &p.corrected[op];
+                            let us = match q {
+                                "p50" => c.p50_us,
+                                "p99" => c.p99_us,
+                                _ => c.p999_us,
+                            };
+                            (p.start_s, (us / 1000.0).max(0.001))
+                        })
+                        .collect();
+                    (format!("{} {q}", OPS[op]), data)
+                })
+                .collect();
+        let y_max = series
+            .iter()
+            .flat_map(|(_, d)| d.iter().map(|p| p.1))
+            .fold(1.0f64, f64::max)
+            * 2.0;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Corrected latency over time (ms, log)", ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..t_max, (0.001f64..y_max).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_desc("ms")
+            .draw()?;
+        for (i, (name, data)) in series.into_iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(data, color.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
+        Ok(())
+    })
+}
+
+fn spectrum_chart(total: &[OpHistograms; 3]) -> String {
+    svg(|root| {
+        let mut series = Vec::new();
+        for (op, h) in OPS.iter().zip(total) {
+            for (kind, hist) in [("corrected", &h.corrected), ("service", &h.service)] {
+                if hist.is_empty() {
+                    continue;
+                }
+                let data: Vec<(f64, f64)> = hist
+                    .iter_quantiles(5)
+                    .map(|v| v.quantile_iterated_to())
+                    .filter(|q| *q < 1.0)
+                    .map(|q| {
+                        let x = 1.0 / (1.0 - q);
+                        (x, (hist.value_at_quantile(q) as f64 / 1e6).max(0.001))
+                    })
+                    .collect();
+                series.push((format!("{op} {kind}"), data));
+            }
+        }
+        let x_max = series
+            .iter()
+            .flat_map(|(_, d)| d.iter().map(|p| p.0))
+            .fold(10.0f64, f64::max);
+        let y_max = series
+            .iter()
+            .flat_map(|(_, d)| d.iter().map(|p| p.1))
+            .fold(1.0f64, f64::max)
+            * 2.0;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Percentile spectrum (ms, log) vs 1/(1-percentile)",
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(70)
+            .build_cartesian_2d((1f64..x_max).log_scale(), (0.001f64..y_max).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("1/(1-percentile): 10 = p90, 100 = p99, 1000 = p99.9")
+            .y_desc("ms")
+            .draw()?;
+        for (i, (name, data)) in series.into_iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(data, color.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
+        Ok(())
+    })
+}
+
+fn outcome_chart(points: &[IntervalPoint]) -> String {
+    svg(|root| {
+        let t_max = points.last().map_or(1.0, |p| p.start_s + 1.0);
+        let used: Vec<usize> = (0..N_LABELS)
+            .filter(|&l| points.iter().any(|p| p.outcomes[l] > 0))
+            .collect();
+        let y_max = points
+            .iter()
+            .map(|p| p.outcomes.iter().copied().max().unwrap_or(0))
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64
+            * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Outcome mix over time (answers/s)", ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
+        chart.configure_mesh().x_desc("seconds").draw()?;
+        for (i, &l) in used.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|p| (p.start_s, p.outcomes[l] as f64)),
+                    color.stroke_width(2),
+                ))?
+                .label(LABELS[l])
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
+        Ok(())
+    })
+}
+
+/// The whole page.
+pub fn render(summary: &Summary, points: &[IntervalPoint], total: &[OpHistograms; 3]) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>flashsale load report: {}</title>\
+         <style>body{{font-family:sans-serif;max-width:960px;margin:auto}}pre{{background:#f4f4f4;padding:8px;overflow:auto}}\
+         .verdict-pass{{color:#1a7f37}}.verdict-fail{{color:#c62828}}</style></head><body>",
+        html_escape(&summary.scenario)
+    );
+    let _ = write!(
+        page,
+        "<h1>flashsale load report: {}</h1><p>target {} · seed {} · schedule {:.1} s · elapsed {:.1} s</p>",
+        html_escape(&summary.scenario),
+        html_escape(&summary.target),
+        summary.seed,
+        summary.schedule_duration_s,
+        summary.elapsed_s
+    );
+    let verdict = &summary.verdict;
+    let (class, text) = if !verdict.checked {
+        ("", format!("invariants not checked: {}", verdict.note))
+    } else if verdict.passed {
+        (
+            "verdict-pass",
+            format!("invariants hold on {} SKUs", verdict.skus_checked),
+        )
+    } else {
+        (
+            "verdict-fail",
+            format!(
+                "INVARIANTS VIOLATED: {} stock, {} limit, {} paid/sold",
+                verdict.stock_violations, verdict.limit_violations, verdict.paid_mismatches
+            ),
+        )
+    };
+    let _ = write!(
+        page,
+        "<p class=\"{class}\"><b>{}</b></p>",
+        html_escape(&text)
+    );
+    let _ = write!(page, "<pre>{}</pre>", html_escape(&summary.table()));
+    for slo in &summary.slo {
+        let _ = write!(
+            page,
+            "<p>SLO <code>{}</code>: measured {:.3} ms — {}</p>",
+            html_escape(&slo.spec),
+            slo.measured_ms,
+            if slo.passed {
+                "pass"
+            } else {
+                "<b>BREACHED</b>"
+            }
+        );
+    }
+    for chart in [
+        rate_chart(points),
+        latency_chart(points),
+        spectrum_chart(total),
+        outcome_chart(points),
+    ] {
+        page.push_str("<div>");
+        page.push_str(&chart);
+        page.push_str("</div>");
+    }
+    page.push_str("</body></html>\n");
+    page
+}

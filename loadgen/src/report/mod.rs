@@ -1,0 +1,170 @@
+//! Run reports: `summary.json` (offered vs achieved, outcome counts, corrected and uncorrected
+//! percentiles per op, send statistics, the invariant verdict, SLO results), `latency.hlog`,
+//! one `.hgrm` percentile distribution per op, `report.html` with inline SVG charts, and the
+//! terminal table. It owns formats and files; it must not measure or send anything.
+
+pub mod hgrm;
+pub mod hlog;
+pub mod html;
+
+use crate::driver::SendStats;
+use crate::recorder::{LABELS, N_LABELS, OPS, Percentiles, Recording};
+use crate::slo::SloResult;
+use crate::verify::Verdict;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+/// Latency figures of one op.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpSummary {
+    pub count: u64,
+    /// From the intended send time (coordinated-omission corrected).
+    pub corrected: Percentiles,
+    /// From the actual send (service time, what a closed-loop tool would report).
+    pub uncorrected: Percentiles,
+    pub outcomes: BTreeMap<&'static str, u64>,
+}
+
+/// Everything `summary.json` holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub target: String,
+    pub seed: u64,
+    pub started_at_unix_s: u64,
+    pub schedule_duration_s: f64,
+    pub elapsed_s: f64,
+    pub peak_offered_rate_per_s: f64,
+    pub offered_rate_per_s: f64,
+    pub achieved_rate_per_s: f64,
+    pub peak_achieved_rate_per_s: f64,
+    pub send: SendStats,
+    pub ops: BTreeMap<&'static str, OpSummary>,
+    pub outcomes: BTreeMap<&'static str, u64>,
+    pub verdict: Verdict,
+    pub slo: Vec<SloResult>,
+}
+
+/// What the summary needs beyond the recording.
+pub struct SummaryInput<'a> {
+    pub scenario: &'a str,
+    pub target: String,
+    pub seed: u64,
+    pub started_at_unix_s: u64,
+    pub peak_offered_rate_per_s: f64,
+}
+
+impl Summary {
+    pub fn build(input: SummaryInput<'_>, recording: &Recording, send: &SendStats) -> Summary {
+        let mut ops = BTreeMap::new();
+        let mut all = [0u64; N_LABELS];
+        for (i, op) in OPS.iter().enumerate() {
+            let h = &recording.total[i];
+            let outcomes: BTreeMap<&'static str, u64> = (0..N_LABELS)
+                .filter(|&l| recording.outcomes[i][l] > 0)
+                .map(|l| (LABELS[l], recording.outcomes[i][l]))
+                .collect();
+            for (sum, n) in all.iter_mut().zip(&recording.outcomes[i]) {
+                *sum += n;
+            }
+            ops.insert(
+                *op,
+                OpSummary {
+                    count: h.corrected.len(),
+                    corrected: Percentiles::of(&h.corrected),
+                    uncorrected: Percentiles::of(&h.service),
+                    outcomes,
+                },
+            );
+        }
+        let outcomes = (0..N_LABELS)
+            .filter(|&l| all[l] > 0)
+            .map(|l| (LABELS[l], all[l]))
+            .collect();
+        let peak_achieved = recording
+            .points
+            .iter()
+            .map(|p| p.completed)
+            .max()
+            .unwrap_or(0) as f64;
+        let duration = send.schedule_duration_s.max(1e-9);
+        Summary {
+            scenario: input.scenario.to_string(),
+            target: input.target,
+            seed: input.seed,
+            started_at_unix_s: input.started_at_unix_s,
+            schedule_duration_s: send.schedule_duration_s,
+            elapsed_s: send.elapsed_s,
+            peak_offered_rate_per_s: input.peak_offered_rate_per_s,
+            offered_rate_per_s: send.offered as f64 / duration,
+            achieved_rate_per_s: send.answered as f64 / send.elapsed_s.max(1e-9),
+            peak_achieved_rate_per_s: peak_achieved,
+            send: send.clone(),
+            ops,
+            outcomes,
+            verdict: Verdict::skipped("not checked yet"),
+            slo: Vec::new(),
+        }
+    }
+
+    pub fn write_json(&self, path: &Path) -> io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
+        std::fs::write(path, text + "\n")
+    }
+
+    /// The compact table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let ms = |us: f64| format!("{:.3}", us / 1000.0);
+        s.push_str(&format!(
+            "scenario {} on {} (seed {}): offered {:.0}/s (peak λ {:.0}/s), achieved {:.0}/s, {} sent, {} late (> {} µs), {} unanswered\n",
+            self.scenario,
+            self.target,
+            self.seed,
+            self.offered_rate_per_s,
+            self.peak_offered_rate_per_s,
+            self.achieved_rate_per_s,
+            self.send.sent,
+            self.send.sent_late,
+            self.send.late_threshold_us,
+            self.send.unanswered,
+        ));
+        s.push_str(&format!(
+            "{:<8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            "op (ms)", "count", "kind", "p50", "p90", "p99", "p99.9", "p99.99", "max"
+        ));
+        for (op, o) in &self.ops {
+            for (kind, p) in [("corrected", &o.corrected), ("service", &o.uncorrected)] {
+                s.push_str(&format!(
+                    "{:<8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+                    op,
+                    o.count,
+                    kind,
+                    ms(p.p50_us),
+                    ms(p.p90_us),
+                    ms(p.p99_us),
+                    ms(p.p999_us),
+                    ms(p.p9999_us),
+                    ms(p.max_us)
+                ));
+            }
+        }
+        let outcomes: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        s.push_str(&format!("outcomes: {}\n", outcomes.join(" ")));
+        s.push_str(&format!(
+            "follow-ups sent {}, after end {}, unsent {}; holds abandoned {}; bot retries {}\n",
+            self.send.follow_ups_sent,
+            self.send.follow_ups_after_end,
+            self.send.follow_ups_unsent,
+            self.send.abandoned_holds,
+            self.send.bot_retries
+        ));
+        s
+    }
+}

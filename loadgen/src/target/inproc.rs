@@ -1,0 +1,93 @@
+//! The embedded engine target: starts a `flashsale_engine::Engine` in this process and hands it
+//! whole batches through its non-blocking batch API. A thin adapter; it must not add queues or
+//! threads of its own.
+
+use super::{Completion, Done, Target, TargetError};
+use flashsale_engine::{Command, Engine, EngineConfig, Outcome, SkuConfig, SkuId, SkuView};
+use std::time::Instant;
+
+pub struct InProc {
+    engine: Engine,
+    shards: usize,
+}
+
+impl InProc {
+    pub fn start(shards: usize) -> Result<InProc, TargetError> {
+        let config = EngineConfig {
+            shards,
+            // SKUs beyond the mirror's capacity lose the fast sold-out path only.
+            mirror_capacity_skus: 1 << 17,
+            ..EngineConfig::default()
+        };
+        Ok(InProc {
+            engine: Engine::start(config)?,
+            shards,
+        })
+    }
+}
+
+impl Target for InProc {
+    fn describe(&self) -> String {
+        format!("inproc ({} shards)", self.shards)
+    }
+    fn max_batch(&self) -> usize {
+        8192
+    }
+    fn keeps_state(&self) -> bool {
+        true
+    }
+    fn setup(&self, catalog: &[SkuConfig]) -> Result<(), TargetError> {
+        for chunk in catalog.chunks(4096) {
+            let commands = chunk.iter().map(|c| Command::UpsertSku(*c)).collect();
+            let outcomes = self.engine.submit_wait(commands);
+            for (config, outcome) in chunk.iter().zip(outcomes) {
+                match outcome {
+                    Outcome::SkuCreated(_) | Outcome::Sku(_) => {}
+                    other => {
+                        return Err(TargetError::Setup {
+                            sku_id: config.sku_id,
+                            detail: format!("engine answered {}", other.label()),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    fn submit(&self, commands: Vec<Command>, done: Done) {
+        let sent_at = Instant::now();
+        self.engine.submit(commands, move |outcomes| {
+            done(Completion {
+                result: Ok(outcomes),
+                failed: Vec::new(),
+                sent_at,
+                done_at: Instant::now(),
+            })
+        });
+    }
+    fn query_skus(&self, sku_ids: &[SkuId]) -> Result<Vec<Option<SkuView>>, TargetError> {
+        let mut views = Vec::with_capacity(sku_ids.len());
+        for chunk in sku_ids.chunks(4096) {
+            let commands = chunk
+                .iter()
+                .map(|&sku_id| Command::QuerySku { sku_id })
+                .collect();
+            for (sku_id, outcome) in chunk.iter().zip(self.engine.submit_wait(commands)) {
+                match outcome {
+                    Outcome::Sku(v) | Outcome::SkuCreated(v) => views.push(Some(*v)),
+                    Outcome::Rejected(flashsale_engine::Reject::UnknownSku) => views.push(None),
+                    other => {
+                        return Err(TargetError::Query {
+                            sku_id: *sku_id,
+                            detail: format!("engine answered {}", other.label()),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(views)
+    }
+    fn shutdown(&self) {
+        self.engine.shutdown();
+    }
+}
