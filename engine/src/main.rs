@@ -62,6 +62,10 @@ struct ServeArgs {
     /// Batches each shard queue holds before answering busy.
     #[arg(long, default_value_t = 4096)]
     queue_capacity_batches: usize,
+    /// Orders each shard (and the order directory) reserves room for at start. Size it for the
+    /// sale's expected orders: past it, tables grow with a pause proportional to their size.
+    #[arg(long, default_value_t = 1 << 20)]
+    orders_capacity_per_shard: usize,
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     worker_threads: Option<usize>,
@@ -102,6 +106,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine: EngineConfig {
             shards: args.shards,
             queue_capacity_batches: args.queue_capacity_batches,
+            orders_capacity_per_shard: args.orders_capacity_per_shard,
             clock: Clock::system(),
             ..EngineConfig::default()
         },

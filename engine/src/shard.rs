@@ -485,6 +485,8 @@ impl Shard {
 /// due holds costs one look at each FIFO's front plus one step per hold that is due; a flash
 /// sale has a handful of distinct TTLs, and empty FIFOs are pruned once there are many.
 const MAX_IDLE_TTL_QUEUES: usize = 16;
+/// Pending holds a new TTL's FIFO reserves room for; it grows (amortised) past that.
+const MAX_INITIAL_FIFO_CAPACITY: usize = 1 << 16;
 
 #[derive(Clone, Debug, Default)]
 struct ExpiryQueue {
@@ -498,7 +500,8 @@ impl ExpiryQueue {
     fn with_capacity(holds: usize) -> ExpiryQueue {
         ExpiryQueue {
             by_ttl: Vec::new(),
-            initial_capacity: holds,
+            // The first FIFO of a sale usually holds nearly everything; later TTLs start small.
+            initial_capacity: holds.min(MAX_INITIAL_FIFO_CAPACITY),
         }
     }
 
