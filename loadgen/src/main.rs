@@ -146,10 +146,16 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if args.shards == 0 {
         bail!("--shards must be at least 1");
     }
+    // Every hold is a fresh arrival, so ∫λ over the run bounds the orders an embedded engine
+    // must hold; sizing its tables for that keeps table growth out of the measurement.
+    let expected_orders = scenario.expected_arrivals_until(scenario.duration_s());
     let options = TargetOptions {
         connections: args.connections,
         admin_token: std::env::var("FLASHSALE_ADMIN_TOKEN").ok(),
         inproc_shards: args.shards,
+        inproc_orders_capacity_per_shard: Some(
+            (expected_orders * 1.1 / args.shards as f64).clamp(1024.0, 16_000_000.0) as usize,
+        ),
         ..TargetOptions::default()
     };
     let target = target::from_spec(&args.target, &options)

@@ -12,12 +12,20 @@ pub struct InProc {
 }
 
 impl InProc {
-    pub fn start(shards: usize) -> Result<InProc, TargetError> {
+    /// `orders_capacity_per_shard`: room for the orders the run can create, so the engine does
+    /// not stop mid-peak to grow its tables (`None`: the engine's default).
+    pub fn start(
+        shards: usize,
+        orders_capacity_per_shard: Option<usize>,
+    ) -> Result<InProc, TargetError> {
+        let defaults = EngineConfig::default();
         let config = EngineConfig {
             shards,
             // SKUs beyond the mirror's capacity lose the fast sold-out path only.
             mirror_capacity_skus: 1 << 17,
-            ..EngineConfig::default()
+            orders_capacity_per_shard: orders_capacity_per_shard
+                .unwrap_or(defaults.orders_capacity_per_shard),
+            ..defaults
         };
         Ok(InProc {
             engine: Engine::start(config)?,

@@ -98,6 +98,9 @@ pub struct TargetOptions {
     pub connections: usize,
     pub admin_token: Option<String>,
     pub inproc_shards: usize,
+    /// Orders each embedded shard allocates room for up front (see
+    /// `EngineConfig::orders_capacity_per_shard`); `None` keeps the engine's default.
+    pub inproc_orders_capacity_per_shard: Option<usize>,
     pub request_timeout_ms: u64,
 }
 
@@ -107,6 +110,7 @@ impl Default for TargetOptions {
             connections: 64,
             admin_token: None,
             inproc_shards: 2,
+            inproc_orders_capacity_per_shard: None,
             request_timeout_ms: 10_000,
         }
     }
@@ -115,7 +119,10 @@ impl Default for TargetOptions {
 /// Builds a target from its command-line spelling.
 pub fn from_spec(spec: &str, options: &TargetOptions) -> Result<Arc<dyn Target>, TargetError> {
     if spec == "inproc" {
-        return Ok(Arc::new(inproc::InProc::start(options.inproc_shards)?));
+        return Ok(Arc::new(inproc::InProc::start(
+            options.inproc_shards,
+            options.inproc_orders_capacity_per_shard,
+        )?));
     }
     if spec == "noop" {
         return Ok(Arc::new(noop::Noop));
