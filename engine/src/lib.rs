@@ -5,9 +5,12 @@
 //! over bounded channels, answers sold-out floods from a lock-free [`AvailabilityMirror`], and
 //! hands each batch's outcomes back in order. See `docs/ARCHITECTURE.md` for the whole picture.
 
+pub mod client;
 pub mod mirror;
 pub mod model;
+pub mod protocol;
 pub mod runtime;
+pub mod server;
 pub mod shard;
 pub mod types;
 

@@ -1,0 +1,426 @@
+//! The binary TCP front door (byte layout in `docs/protocol.md`, codec in `crate::protocol`):
+//! accept loop with connection limit, handshake with a timeout, then per connection a reader
+//! that decodes everything one read brought and submits it to the engine as one batch, and a
+//! writer that answers in request order, coalescing every ready reply into one `write_all`.
+//! Per-connection memory is bounded (read buffer, in-flight batches, write buffer). A malformed
+//! frame gets an error reply and the connection closes; nothing a client sends reaches another
+//! connection. This module must not decide business rules; the engine answers every command.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use super::Shared;
+use super::metrics::{
+    LocalCounts, OP_AUTH, OP_UNKNOWN, OUT_INVALID_REQUEST, OUT_OK, OUT_RATE_LIMITED,
+    OUT_UNAUTHORIZED, OUT_UNKNOWN_OPCODE, Transport, op_index, outcome_index,
+};
+use crate::protocol::{
+    self, ErrorCode, HANDSHAKE_LEN, HandshakeStatus, MAX_FRAME_LEN, MIN_REQUEST_LEN, ProtocolError,
+    Reply, Request,
+};
+use crate::types::{Command, Outcome, Reject};
+
+/// Accepts TCP connections until shutdown, then waits for them to drain.
+pub(crate) async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            shared.metrics.connection_rejected(Transport::Tcp);
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        connections.spawn(connection(stream, shared.clone(), shutdown.clone(), permit));
+    }
+    drop(listener);
+    let drain = Duration::from_millis(shared.config.drain_timeout_ms);
+    let drained = tokio::time::timeout(drain, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("tcp connections still open after the drain timeout; closing them");
+        connections.abort_all();
+    }
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let busy = protocol::server_handshake(HandshakeStatus::Busy);
+    let write = stream.write_all(&busy);
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// Counts the connection as open for as long as it lives.
+struct OpenConnection(Arc<Shared>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connection_closed(Transport::Tcp);
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    shared.metrics.connection_opened(Transport::Tcp);
+    let _open = OpenConnection(shared.clone());
+    let _ = stream.set_nodelay(true);
+    let mut hello = [0u8; HANDSHAKE_LEN];
+    let header_timeout = Duration::from_millis(shared.config.header_read_timeout_ms.max(1));
+    match tokio::time::timeout(header_timeout, stream.read_exact(&mut hello)).await {
+        Ok(Ok(_)) => {}
+        _ => return,
+    }
+    let status = protocol::check_client_handshake(&hello);
+    let answer_bytes = protocol::server_handshake(status);
+    let answer = stream.write_all(&answer_bytes);
+    if !matches!(
+        tokio::time::timeout(header_timeout, answer).await,
+        Ok(Ok(()))
+    ) || status != HandshakeStatus::Ok
+    {
+        return;
+    }
+    let (reader, writer) = stream.into_split();
+    let (sender, receiver) = mpsc::channel(shared.config.tcp_max_inflight_batches);
+    let writer_task = tokio::spawn(write_loop(writer, receiver, shared.clone()));
+    read_loop(reader, sender, &shared, shutdown).await;
+    let _ = writer_task.await;
+}
+
+/// One reply slot, in request order.
+#[derive(Clone, Copy)]
+struct Slot {
+    request_id: u32,
+    op: u8,
+    /// Index into `Pending::immediate`, or `ENGINE` for the next engine outcome.
+    immediate: u32,
+}
+
+const ENGINE: u32 = u32::MAX;
+
+/// Everything one read brought: replies in order, some from the engine, some answered here.
+struct Pending {
+    started: Instant,
+    slots: Vec<Slot>,
+    immediate: Vec<(Reply, usize)>,
+    engine_count: usize,
+    outcomes: Option<oneshot::Receiver<Vec<Outcome>>>,
+}
+
+impl Pending {
+    fn answer(&mut self, request_id: u32, op: usize, reply: Reply, label: usize) {
+        self.slots.push(Slot {
+            request_id,
+            op: op as u8,
+            immediate: self.immediate.len() as u32,
+        });
+        self.immediate.push((reply, label));
+    }
+}
+
+fn server_error(code: ErrorCode, detail: impl Into<String>) -> Reply {
+    Reply::Error {
+        code,
+        detail: detail.into(),
+    }
+}
+
+async fn read_loop(
+    mut reader: OwnedReadHalf,
+    sender: mpsc::Sender<Pending>,
+    shared: &Shared,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let max_buffer = shared.config.tcp_read_buffer_bytes;
+    let idle = Duration::from_millis(shared.config.idle_timeout_ms.max(1));
+    let mut target = 8 * 1024.min(max_buffer);
+    let mut buf = BytesMut::with_capacity(target);
+    let mut authenticated = false;
+    loop {
+        // The buffer never holds more than one incomplete frame between reads, so reserving
+        // up to `target` keeps it within `max_buffer + MAX_FRAME_LEN`.
+        if buf.capacity() - buf.len() < target / 2 {
+            buf.reserve(target);
+        }
+        let spare_before = buf.capacity() - buf.len();
+        let read = tokio::select! {
+            read = tokio::time::timeout(idle, reader.read_buf(&mut buf)) => read,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                if n == spare_before && target < max_buffer {
+                    target = (target * 2).min(max_buffer);
+                }
+            }
+        }
+        let (pending, close) = decode_batch(&mut buf, shared, &mut authenticated);
+        if let Some(pending) = pending
+            && sender.send(pending).await.is_err()
+        {
+            break;
+        }
+        if close {
+            break;
+        }
+    }
+}
+
+/// Decodes every complete frame in `buf`, submits the commands as one engine batch, and
+/// answers the rest here. Returns the pending replies and whether the connection must close.
+fn decode_batch(
+    buf: &mut BytesMut,
+    shared: &Shared,
+    authenticated: &mut bool,
+) -> (Option<Pending>, bool) {
+    let mut pending = Pending {
+        started: Instant::now(),
+        slots: Vec::new(),
+        immediate: Vec::new(),
+        engine_count: 0,
+        outcomes: None,
+    };
+    let mut commands: Vec<Command> = Vec::new();
+    let mut close = false;
+    let mut consumed = 0usize;
+    let rate_now = shared.rate_limiter.as_ref().map(|_| Instant::now());
+    loop {
+        let (body, used) =
+            match protocol::split_frame(&buf[consumed..], MIN_REQUEST_LEN, MAX_FRAME_LEN) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => {
+                    let code = if matches!(error, ProtocolError::FrameTooLarge { .. }) {
+                        ErrorCode::FrameTooLarge
+                    } else {
+                        ErrorCode::MalformedFrame
+                    };
+                    pending.answer(
+                        0,
+                        OP_UNKNOWN,
+                        server_error(code, error.to_string()),
+                        OUT_INVALID_REQUEST,
+                    );
+                    close = true;
+                    break;
+                }
+            };
+        consumed += used;
+        match protocol::decode_request(body) {
+            Ok((request_id, Request::Command(command))) => {
+                let op = op_index(command.kind());
+                let admin = matches!(command, Command::UpsertSku(_) | Command::Restock { .. });
+                let user = match command {
+                    Command::Reserve { user_id, .. }
+                    | Command::Pay { user_id, .. }
+                    | Command::Cancel { user_id, .. } => Some(user_id),
+                    _ => None,
+                };
+                if admin && !*authenticated {
+                    pending.answer(
+                        request_id,
+                        op,
+                        server_error(
+                            ErrorCode::Unauthorized,
+                            "admin commands need a successful auth request on this connection",
+                        ),
+                        OUT_UNAUTHORIZED,
+                    );
+                } else if let (Some(limiter), Some(user_id), Some(now)) =
+                    (&shared.rate_limiter, user, rate_now)
+                    && !limiter.allow(user_id, now)
+                {
+                    pending.answer(
+                        request_id,
+                        op,
+                        server_error(
+                            ErrorCode::RateLimited,
+                            "this user_id sent too many requests",
+                        ),
+                        OUT_RATE_LIMITED,
+                    );
+                } else {
+                    commands.push(command);
+                    pending.slots.push(Slot {
+                        request_id,
+                        op: op as u8,
+                        immediate: ENGINE,
+                    });
+                }
+            }
+            Ok((request_id, Request::Auth(token))) => {
+                if shared.admin_token.matches(&token) {
+                    *authenticated = true;
+                    pending.answer(request_id, OP_AUTH, Reply::AuthOk, OUT_OK);
+                } else {
+                    pending.answer(
+                        request_id,
+                        OP_AUTH,
+                        server_error(
+                            ErrorCode::Unauthorized,
+                            "wrong token, or the server has no admin token",
+                        ),
+                        OUT_UNAUTHORIZED,
+                    );
+                }
+            }
+            Err(failure) if !failure.is_fatal() => {
+                pending.answer(
+                    failure.request_id,
+                    OP_UNKNOWN,
+                    server_error(ErrorCode::UnknownOpcode, failure.error.to_string()),
+                    OUT_UNKNOWN_OPCODE,
+                );
+            }
+            Err(failure) => {
+                pending.answer(
+                    failure.request_id,
+                    OP_UNKNOWN,
+                    server_error(ErrorCode::MalformedFrame, failure.error.to_string()),
+                    OUT_INVALID_REQUEST,
+                );
+                close = true;
+                break;
+            }
+        }
+    }
+    if close {
+        buf.clear();
+    } else {
+        buf.advance(consumed);
+    }
+    if pending.slots.is_empty() {
+        return (None, close);
+    }
+    if !commands.is_empty() {
+        pending.engine_count = commands.len();
+        let (reply, outcomes) = oneshot::channel();
+        shared.engine.submit(commands, move |outcomes| {
+            // The writer may have gone (client disconnected): nothing to deliver then.
+            let _ = reply.send(outcomes);
+        });
+        pending.outcomes = Some(outcomes);
+    }
+    (Some(pending), close)
+}
+
+/// Bytes of replies gathered before a write even if more are ready.
+const WRITE_COALESCE_BYTES: usize = 256 * 1024;
+
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut receiver: mpsc::Receiver<Pending>,
+    shared: Arc<Shared>,
+) {
+    let idle = Duration::from_millis(shared.config.idle_timeout_ms.max(1));
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut counts = LocalCounts::default();
+    loop {
+        if queue.is_empty() {
+            match receiver.recv().await {
+                Some(pending) => queue.push_back(pending),
+                None => break,
+            }
+        }
+        while let Ok(pending) = receiver.try_recv() {
+            queue.push_back(pending);
+        }
+        while let Some(front) = queue.front_mut() {
+            let outcomes = match front.outcomes.as_mut() {
+                None => Vec::new(),
+                Some(receiver) => match receiver.try_recv() {
+                    Ok(outcomes) => outcomes,
+                    Err(oneshot::error::TryRecvError::Empty) if !out.is_empty() => break,
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        receiver.await.unwrap_or_else(|_| {
+                            vec![Outcome::Rejected(Reject::Busy); front.engine_count]
+                        })
+                    }
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        vec![Outcome::Rejected(Reject::Busy); front.engine_count]
+                    }
+                },
+            };
+            let Some(pending) = queue.pop_front() else {
+                break;
+            };
+            encode_pending(pending, outcomes, &mut out, &mut counts, &shared);
+            if out.len() >= WRITE_COALESCE_BYTES {
+                break;
+            }
+        }
+        if !out.is_empty() {
+            match tokio::time::timeout(idle, writer.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+            out.clear();
+            if out.capacity() > 4 * WRITE_COALESCE_BYTES {
+                out = BytesMut::with_capacity(16 * 1024);
+            }
+            counts.flush(&shared.metrics, Transport::Tcp);
+        }
+    }
+    counts.flush(&shared.metrics, Transport::Tcp);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
+}
+
+fn encode_pending(
+    pending: Pending,
+    outcomes: Vec<Outcome>,
+    out: &mut BytesMut,
+    counts: &mut LocalCounts,
+    shared: &Shared,
+) {
+    let mut per_op = [0u64; 9];
+    let mut outcomes = outcomes.into_iter();
+    for slot in &pending.slots {
+        let op = usize::from(slot.op);
+        per_op[op] += 1;
+        if slot.immediate == ENGINE {
+            let outcome = outcomes.next().unwrap_or(Outcome::Rejected(Reject::Busy));
+            counts.add(op, outcome_index(&outcome));
+            protocol::encode_outcome_reply(slot.request_id, &outcome, out);
+        } else if let Some((reply, label)) = pending.immediate.get(slot.immediate as usize) {
+            counts.add(op, *label);
+            protocol::encode_reply(slot.request_id, reply, out);
+        }
+    }
+    let micros = pending.started.elapsed().as_micros() as u64;
+    for (op, n) in per_op.into_iter().enumerate() {
+        if n > 0 {
+            shared.metrics.observe(Transport::Tcp, op, micros, n);
+        }
+    }
+}
