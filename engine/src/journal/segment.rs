@@ -1,0 +1,129 @@
+//! Segment files of one shard's journal: their names (`journal-<first-seq>.log`), listing
+//! them in order, and the append-only writer the journal thread uses (write, fdatasync, roll
+//! to a new segment). It owns file handles and directory entries of segments only; what a
+//! record holds is the record module's business, and when to sync is the pipeline's.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::{JournalError, sync_dir};
+
+const SEGMENT_PREFIX: &str = "journal-";
+const SEGMENT_SUFFIX: &str = ".log";
+
+/// One segment file: the sequence of its first record (from its name) and its path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub first_seq: u64,
+    pub path: PathBuf,
+}
+
+pub fn segment_path(shard_dir: &Path, first_seq: u64) -> PathBuf {
+    shard_dir.join(format!("{SEGMENT_PREFIX}{first_seq:020}{SEGMENT_SUFFIX}"))
+}
+
+/// The segments of a shard directory, by first sequence.
+pub fn list_segments(shard_dir: &Path) -> Result<Vec<SegmentInfo>, JournalError> {
+    let mut segments = Vec::new();
+    let entries = std::fs::read_dir(shard_dir).map_err(|e| JournalError::io(shard_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io(shard_dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some(digits) = name
+            .strip_prefix(SEGMENT_PREFIX)
+            .and_then(|rest| rest.strip_suffix(SEGMENT_SUFFIX))
+        else {
+            continue;
+        };
+        let first_seq = digits.parse::<u64>().map_err(|_| JournalError::Layout {
+            path: entry.path(),
+            reason: "a journal segment name must carry its first sequence number".to_string(),
+        })?;
+        segments.push(SegmentInfo {
+            first_seq,
+            path: entry.path(),
+        });
+    }
+    segments.sort_by_key(|segment| segment.first_seq);
+    Ok(segments)
+}
+
+/// Appends to the newest segment of one shard.
+pub struct SegmentWriter {
+    shard_dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    len_bytes: u64,
+}
+
+impl SegmentWriter {
+    /// Continues `segment`, whose valid bytes end at `len_bytes` (recovery has truncated any
+    /// torn tail already).
+    pub fn append_to(
+        shard_dir: &Path,
+        segment: &SegmentInfo,
+        len_bytes: u64,
+    ) -> Result<SegmentWriter, JournalError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&segment.path)
+            .map_err(|e| JournalError::io(&segment.path, e))?;
+        Ok(SegmentWriter {
+            shard_dir: shard_dir.to_path_buf(),
+            file,
+            path: segment.path.clone(),
+            len_bytes,
+        })
+    }
+
+    /// Starts a new segment whose first record will be `first_seq`.
+    pub fn create(shard_dir: &Path, first_seq: u64) -> Result<SegmentWriter, JournalError> {
+        let path = segment_path(shard_dir, first_seq);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| JournalError::io(&path, e))?;
+        sync_dir(shard_dir).map_err(|e| JournalError::io(shard_dir, e))?;
+        Ok(SegmentWriter {
+            shard_dir: shard_dir.to_path_buf(),
+            file,
+            path,
+            len_bytes: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len_bytes(&self) -> u64 {
+        self.len_bytes
+    }
+
+    /// Writes `bytes` at the end of the segment (to the page cache; see [`Self::sync`]).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| JournalError::io(&self.path, e))?;
+        self.len_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// fdatasync: everything written so far is on disk when this returns Ok.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.file
+            .sync_data()
+            .map_err(|e| JournalError::io(&self.path, e))
+    }
+
+    /// Syncs this segment and starts a new one at `first_seq`.
+    pub fn roll(&mut self, first_seq: u64) -> Result<(), JournalError> {
+        self.sync()?;
+        *self = SegmentWriter::create(&self.shard_dir, first_seq)?;
+        Ok(())
+    }
+}
