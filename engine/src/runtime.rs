@@ -219,8 +219,8 @@ struct Inner {
     clock: Clock,
     /// Set by a journal thread whose write or fsync failed: every submission is refused then.
     durability_failure: Arc<DurabilityFailure>,
-    /// The data directory's lock, held while the engine lives.
-    _data_dir_lock: Option<std::fs::File>,
+    /// The data directory's lock, held until the engine has shut down.
+    data_dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 /// A running engine. Cheap to clone; every clone submits to the same shards.
@@ -370,7 +370,7 @@ impl Engine {
                 threads: Mutex::new(threads),
                 clock: config.clock,
                 durability_failure,
-                _data_dir_lock: data_dir_lock,
+                data_dir_lock: Mutex::new(data_dir_lock),
             }),
         })
     }
@@ -654,6 +654,12 @@ impl Engine {
             // A shard thread that panicked has already reported it; nothing to add here.
             let _ = thread.join();
         }
+        // Every journal thread has written and synced what it had: the directory is free.
+        self.inner
+            .data_dir_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
     #[inline]
