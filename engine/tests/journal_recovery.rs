@@ -143,7 +143,10 @@ fn assert_replay_matches_live(live: &[(Command, Outcome)], replayed: &[(Command,
     }
 }
 
-fn replay(dir: &Path, shards: usize) -> (Vec<Vec<(Command, Outcome)>>, Vec<Vec<u8>>) {
+/// Per shard: the replayed (command, outcome) pairs.
+type Replayed = Vec<Vec<(Command, Outcome)>>;
+
+fn replay(dir: &Path, shards: usize) -> (Replayed, Vec<Vec<u8>>) {
     let mut outcomes = Vec::new();
     let mut snapshots = Vec::new();
     for index in 0..shards {
@@ -206,7 +209,7 @@ fn replay_reproduces_live_outcomes_and_views_with_idle_ticks() {
         ..EngineConfig::default()
     })
     .unwrap();
-    for shard in 0..2 {
+    for (shard, replayed) in outcomes_a.iter().enumerate() {
         let live: Vec<(Command, Outcome)> = answered
             .iter()
             .filter(|(command, _)| match command {
@@ -216,7 +219,7 @@ fn replay_reproduces_live_outcomes_and_views_with_idle_ticks() {
                 Command::UpsertSku(config) => probe.shard_of_sku(config.sku_id) == shard,
                 Command::Pay { order_id, .. } | Command::Cancel { order_id, .. } => {
                     // The order's shard: the one whose replay created it.
-                    outcomes_a[shard].iter().any(|(c, o)| {
+                    replayed.iter().any(|(c, o)| {
                         matches!(c, Command::Reserve { order_id: id, .. } if id == order_id)
                             && matches!(o, Outcome::Created(_))
                     })
@@ -225,8 +228,8 @@ fn replay_reproduces_live_outcomes_and_views_with_idle_ticks() {
             })
             .copied()
             .collect();
-        assert!(!outcomes_a[shard].is_empty());
-        assert_replay_matches_live(&live, &outcomes_a[shard]);
+        assert!(!replayed.is_empty());
+        assert_replay_matches_live(&live, replayed);
     }
     probe.shutdown();
 
