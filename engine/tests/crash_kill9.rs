@@ -21,13 +21,22 @@ use flashsale_engine::{Command, OrderId, OrderStatus, Outcome, Reject};
 const BIN: &str = env!("CARGO_BIN_EXE_flashsale-engine");
 const CYCLES: usize = 20;
 const SKUS: u32 = 3;
-const STOCK: u64 = 250;
-const USERS: u64 = 400;
-const CLIENTS: usize = 4;
+/// SKU 1 sells out early (oversell pressure); the others keep orders flowing all run long.
+const STOCKS: [u64; SKUS as usize] = [200, 1_000_000, 1_000_000];
+const USERS: u64 = 100_000;
+const CLIENTS: usize = 32;
 
 struct Server {
     child: Child,
     tcp: SocketAddr,
+}
+
+impl Drop for Server {
+    /// A failing check must not leave a server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn start_server(dir: &Path, catalog: &Path, mode: &[&str]) -> Server {
@@ -80,6 +89,7 @@ fn start_server(dir: &Path, catalog: &Path, mode: &[&str]) -> Server {
             }
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("the server did not become ready:\n{}", seen.join("\n"));
             }
         }
@@ -324,20 +334,19 @@ async fn check(
         );
     }
     // Stock: conserved, never oversold, and covering every order the clients know of.
-    let model = model.lock().unwrap();
+    let mut skus = Vec::new();
     for sku_id in 1..=SKUS {
-        let Outcome::Sku(sku) = client
-            .execute(Command::QuerySku { sku_id })
-            .await
-            .expect("query sku")
-        else {
-            panic!("sku {sku_id} is gone");
-        };
+        match client.execute(Command::QuerySku { sku_id }).await {
+            Ok(Outcome::Sku(sku)) => skus.push(sku),
+            other => panic!("sku {sku_id}: {other:?}"),
+        }
+    }
+    let model = model.lock().unwrap();
+    for sku in skus {
+        let sku_id = sku.config.sku_id;
         assert_eq!(sku.available + sku.held + sku.sold, sku.config.stock_total);
-        assert_eq!(
-            sku.config.stock_total, STOCK,
-            "no restock happens in this test"
-        );
+        let stock = STOCKS[sku_id as usize - 1];
+        assert_eq!(sku.config.stock_total, stock, "no restock in this test");
         let units = |status: OrderStatus| -> u64 {
             model
                 .orders
@@ -352,7 +361,7 @@ async fn check(
             "sku {sku_id}: {sku:?}, {known_paid} paid known"
         );
         assert!(
-            known_held + known_paid <= STOCK,
+            known_held + known_paid <= stock,
             "sku {sku_id} oversold across restarts: {known_held} held + {known_paid} paid known to clients"
         );
         assert!(
@@ -370,7 +379,8 @@ fn crash_cycles(mode: &[&str], loss_window: Option<Duration>) {
     let mut toml = String::new();
     for sku_id in 1..=SKUS {
         toml.push_str(&format!(
-            "[[sku]]\nsku_id = {sku_id}\nstock_total = {STOCK}\nper_user_limit = 2\nhold_ttl_ms = 3600000\n\n"
+            "[[sku]]\nsku_id = {sku_id}\nstock_total = {}\nper_user_limit = 2\nhold_ttl_ms = 3600000\n\n",
+            STOCKS[sku_id as usize - 1]
         ));
     }
     std::fs::write(&catalog, toml).expect("catalog");
@@ -415,9 +425,7 @@ fn crash_cycles(mode: &[&str], loss_window: Option<Duration>) {
     }
     let server = start_server(&dir, &catalog, mode);
     lost_total += runtime.block_on(check(server.tcp, &model, killed_at, loss_window));
-    let mut server = server;
-    let _ = server.child.kill();
-    let _ = server.child.wait();
+    drop(server);
     let model = model.lock().unwrap();
     let paid = model
         .orders

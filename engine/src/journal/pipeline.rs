@@ -3,7 +3,9 @@
 //! pending, writes it with one `write` and (in sync mode) one fdatasync, and only then lets the
 //! replies go, in order — so any reply implies that every earlier record of its shard is on
 //! disk, while the shard goes on applying the next wake-up. In async mode replies never wait
-//! here and the thread fdatasyncs every `fsync_interval_ms`.
+//! here; the thread writes at once and hands an fdatasync every `fsync_interval_ms` to a
+//! syncer thread, so a slow fdatasync never holds back writing (records queued behind a slow
+//! fsync would be lost by a mere process crash).
 //!
 //! An I/O error is fail-stop: the thread records why in the shared [`DurabilityFailure`], logs
 //! it, never writes or syncs again (no fsync is ever retried: after a failed fsync the kernel
@@ -98,7 +100,12 @@ impl<A: Acknowledge> JournalHandle<A> {
     ) -> std::io::Result<JournalHandle<A>> {
         let (sender, receiver) = bounded(settings.capacity_messages.max(1));
         let shard = settings.shard;
+        let syncer = match settings.mode {
+            SyncMode::Sync => None,
+            SyncMode::Async { .. } => Some(Syncer::start(shard, failure.clone())?),
+        };
         let worker = JournalWorker {
+            syncer,
             shard,
             shards: settings.shards,
             shard_dir: settings.shard_dir,
@@ -160,7 +167,56 @@ fn refuse<A: Acknowledge>(message: JournalMessage<A>) {
     }
 }
 
+/// The async mode's fdatasync thread: takes a handle on the current segment and syncs it. One
+/// request at a time; a request made while one runs is skipped and made again next interval.
+struct Syncer {
+    sender: Option<Sender<(std::fs::File, PathBuf)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(shard: u32, failure: Arc<DurabilityFailure>) -> std::io::Result<Syncer> {
+        let (sender, receiver) = bounded::<(std::fs::File, PathBuf)>(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("flashsale-fsync-{shard}"))
+            .spawn(move || {
+                for (file, path) in receiver {
+                    if failure.is_failed() {
+                        continue;
+                    }
+                    if let Err(error) = file.sync_data() {
+                        let reason = format!(
+                            "journal of shard {shard} failed, refusing all writes until restart: {}",
+                            JournalError::io(&path, error)
+                        );
+                        tracing::error!("{reason}");
+                        failure.fail(reason);
+                    }
+                }
+            })?;
+        Ok(Syncer {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for an fdatasync; false when one is still running.
+    fn request(&self, handle: (std::fs::File, PathBuf)) -> bool {
+        self.sender
+            .as_ref()
+            .is_some_and(|sender| sender.try_send(handle).is_ok())
+    }
+
+    fn stop(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 struct JournalWorker<A> {
+    syncer: Option<Syncer>,
     shard: u32,
     shards: u32,
     shard_dir: PathBuf,
@@ -220,11 +276,17 @@ impl<A: Acknowledge> JournalWorker<A> {
                     self.last_sync.elapsed() >= Duration::from_millis(fsync_interval_ms)
                 }
             };
-            if self.unsynced && (sync_due || stop) {
-                self.sync();
-            }
             if stop {
+                if let Some(syncer) = self.syncer.as_mut() {
+                    syncer.stop();
+                }
+                if self.unsynced {
+                    self.sync();
+                }
                 return;
+            }
+            if self.unsynced && sync_due {
+                self.request_sync();
             }
         }
     }
@@ -292,6 +354,26 @@ impl<A: Acknowledge> JournalWorker<A> {
             self.last_sync = Instant::now();
         }
         Ok(())
+    }
+
+    /// Async mode: hands an fdatasync of the current segment to the syncer thread.
+    fn request_sync(&mut self) {
+        if self.failure.is_failed() {
+            return;
+        }
+        let Some(syncer) = &self.syncer else {
+            self.sync();
+            return;
+        };
+        match self.writer.sync_handle() {
+            Ok(handle) => {
+                if syncer.request(handle) {
+                    self.unsynced = false;
+                    self.last_sync = Instant::now();
+                }
+            }
+            Err(error) => self.fail(error),
+        }
     }
 
     fn sync(&mut self) {

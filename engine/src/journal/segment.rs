@@ -120,6 +120,16 @@ impl SegmentWriter {
             .map_err(|e| JournalError::io(&self.path, e))
     }
 
+    /// A second handle on the current segment, for a thread that fdatasyncs while this one
+    /// goes on writing.
+    pub fn sync_handle(&self) -> Result<(File, PathBuf), JournalError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| JournalError::io(&self.path, e))?;
+        Ok((file, self.path.clone()))
+    }
+
     /// Syncs this segment and starts a new one at `first_seq`.
     pub fn roll(&mut self, first_seq: u64) -> Result<(), JournalError> {
         self.sync()?;
