@@ -155,3 +155,96 @@ fn sync_vs_memory_throughput_and_latency() {
         async_rate / memory * 100.0
     );
 }
+
+/// The double11 profile's peak (325k requests/s), offered open-loop from 2 threads in batches
+/// of 128; latency is measured from each batch's scheduled send time (no coordinated omission).
+const PEAK_PER_S: u64 = 325_000;
+const PEAK_BATCH: u64 = 128;
+
+fn peak(name: &str, durability: Durability) {
+    let engine = Engine::start(EngineConfig {
+        shards: 2,
+        durability,
+        orders_capacity_per_shard: 1 << 21,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let upserts = (0..SKUS)
+        .map(|sku| Command::UpsertSku(SkuConfig::simple(sku, 1 << 40, u32::MAX, 900_000)))
+        .collect();
+    engine.submit_wait(upserts);
+    let (sender, receiver) = crossbeam_channel::unbounded::<(u64, usize)>();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for thread in 0..2u64 {
+            let engine = engine.clone();
+            let sender = sender.clone();
+            scope.spawn(move || {
+                let interval = Duration::from_nanos(2 * PEAK_BATCH * 1_000_000_000 / PEAK_PER_S);
+                let mut next_id = thread << 48;
+                let mut scheduled = started + interval * thread as u32 / 2;
+                while scheduled < started + RUN {
+                    let now = Instant::now();
+                    if scheduled > now {
+                        std::thread::sleep(scheduled - now);
+                    }
+                    let batch: Vec<Command> = (0..PEAK_BATCH)
+                        .map(|i| {
+                            next_id += 1;
+                            Command::Reserve {
+                                order_id: next_id,
+                                user_id: next_id,
+                                sku_id: ((next_id ^ i) % u64::from(SKUS)) as u32,
+                                qty: 1,
+                            }
+                        })
+                        .collect();
+                    let sender = sender.clone();
+                    let at = scheduled;
+                    engine.submit(batch, move |outcomes| {
+                        let created = outcomes
+                            .iter()
+                            .filter(|o| matches!(o, Outcome::Created(_)))
+                            .count();
+                        let _ = sender.send((at.elapsed().as_micros() as u64, created));
+                    });
+                    scheduled += interval;
+                }
+            });
+        }
+    });
+    drop(sender);
+    let mut latency = Histogram::<u64>::new(3).unwrap();
+    let mut created = 0;
+    for (micros, count) in receiver.iter() {
+        latency.record(micros).unwrap();
+        created += count;
+    }
+    let elapsed = started.elapsed();
+    engine.shutdown();
+    eprintln!(
+        "{name:>6} at {PEAK_PER_S}/s offered: {created} reserves created in {elapsed:?}; batch latency p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+        latency.value_at_quantile(0.5),
+        latency.value_at_quantile(0.99),
+        latency.value_at_quantile(0.999),
+        latency.max()
+    );
+}
+
+#[test]
+#[ignore = "measurement"]
+fn double11_peak_latency() {
+    let tmp = tempfile::tempdir().unwrap();
+    peak("memory", Durability::Memory);
+    let mut sync = JournalConfig::new(tmp.path().join("sync"), SyncMode::Sync);
+    sync.snapshot_every_commands = 0;
+    peak("sync", Durability::Journal(sync));
+    let mut async_ = JournalConfig::new(
+        tmp.path().join("async"),
+        SyncMode::Async {
+            fsync_interval_ms: 10,
+        },
+    );
+    async_.snapshot_every_commands = 0;
+    peak("async", Durability::Journal(async_));
+}
