@@ -5,7 +5,9 @@
 //! disk, while the shard goes on applying the next wake-up. In async mode replies never wait
 //! here; the thread writes at once and hands an fdatasync every `fsync_interval_ms` to a
 //! syncer thread, so a slow fdatasync never holds back writing (records queued behind a slow
-//! fsync would be lost by a mere process crash).
+//! fsync would be lost by a mere process crash). Snapshot files are written by a third
+//! thread, so a snapshot never stalls the journal: it writes the file atomically, then deletes
+//! the segments whose records the snapshot covers.
 //!
 //! An I/O error is fail-stop: the thread records why in the shared [`DurabilityFailure`], logs
 //! it, never writes or syncs again (no fsync is ever retried: after a failed fsync the kernel
@@ -104,11 +106,11 @@ impl<A: Acknowledge> JournalHandle<A> {
             SyncMode::Sync => None,
             SyncMode::Async { .. } => Some(Syncer::start(shard, failure.clone())?),
         };
+        let snapshots = Snapshotter::start(&settings, failure.clone())?;
         let worker = JournalWorker {
+            snapshots,
             syncer,
             shard,
-            shards: settings.shards,
-            shard_dir: settings.shard_dir,
             writer,
             mode: settings.mode,
             segment_max_bytes: settings.segment_max_bytes,
@@ -215,11 +217,93 @@ impl Syncer {
     }
 }
 
-struct JournalWorker<A> {
-    syncer: Option<Syncer>,
+/// Writes snapshots off the journal thread. A mailbox of one: a snapshot handed over while an
+/// older one still waits replaces it (the newer one covers more).
+struct Snapshotter {
+    sender: Option<Sender<(u64, Vec<u8>)>>,
+    stale: Receiver<(u64, Vec<u8>)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Snapshotter {
+    fn start(
+        settings: &JournalThreadSettings,
+        failure: Arc<DurabilityFailure>,
+    ) -> std::io::Result<Snapshotter> {
+        let (sender, receiver) = bounded::<(u64, Vec<u8>)>(1);
+        let stale = receiver.clone();
+        let (shard, shards, dir) = (settings.shard, settings.shards, settings.shard_dir.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("flashsale-snapshot-{shard}"))
+            .spawn(move || {
+                for (seq, state) in receiver {
+                    if failure.is_failed() {
+                        continue;
+                    }
+                    if let Err(error) = write_and_prune(&dir, shard, shards, seq, &state) {
+                        let reason = format!(
+                            "snapshot of shard {shard} failed, refusing all writes until restart: {error}"
+                        );
+                        tracing::error!("{reason}");
+                        failure.fail(reason);
+                    }
+                }
+            })?;
+        Ok(Snapshotter {
+            sender: Some(sender),
+            stale,
+            thread: Some(thread),
+        })
+    }
+
+    fn hand_over(&self, seq: u64, state: Vec<u8>) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        if let Err(crossbeam_channel::TrySendError::Full(message)) = sender.try_send((seq, state)) {
+            // Only this thread sends, so after taking the waiting one out there is room.
+            let _ = self.stale.try_recv();
+            let _ = sender.try_send(message);
+        }
+    }
+
+    fn stop(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes snapshot `seq` atomically, then removes what it covers: older snapshots, and every
+/// segment whose successor starts at or before `seq + 1` (it holds only records up to `seq`).
+/// The segment holding `seq` itself stays; recovery skips its covered records.
+fn write_and_prune(
+    dir: &std::path::Path,
     shard: u32,
     shards: u32,
-    shard_dir: PathBuf,
+    seq: u64,
+    state: &[u8],
+) -> Result<(), JournalError> {
+    write_snapshot(dir, shard, shards, seq, state)?;
+    let segments = list_segments(dir)?;
+    for pair in segments.windows(2) {
+        if pair[1].first_seq <= seq + 1 {
+            std::fs::remove_file(&pair[0].path).map_err(|e| JournalError::io(&pair[0].path, e))?;
+        }
+    }
+    for (old_seq, path) in list_snapshots(dir)? {
+        if old_seq < seq {
+            std::fs::remove_file(&path).map_err(|e| JournalError::io(&path, e))?;
+        }
+    }
+    sync_dir(dir).map_err(|e| JournalError::io(dir, e))
+}
+
+struct JournalWorker<A> {
+    snapshots: Snapshotter,
+    syncer: Option<Syncer>,
+    shard: u32,
     writer: SegmentWriter,
     mode: SyncMode,
     segment_max_bytes: u64,
@@ -280,6 +364,7 @@ impl<A: Acknowledge> JournalWorker<A> {
                 if let Some(syncer) = self.syncer.as_mut() {
                     syncer.stop();
                 }
+                self.snapshots.stop();
                 if self.unsynced {
                     self.sync();
                 }
@@ -309,15 +394,9 @@ impl<A: Acknowledge> JournalWorker<A> {
                 }
             }
             JournalMessage::Snapshot { seq, state } => {
+                // Records up to `seq` are written before the snapshot can delete anything.
                 self.flush();
-                if self.unsynced {
-                    self.sync();
-                }
-                if !self.failure.is_failed()
-                    && let Err(error) = self.snapshot(seq, &state)
-                {
-                    self.fail(error);
-                }
+                self.snapshots.hand_over(seq, state);
             }
         }
     }
@@ -387,26 +466,6 @@ impl<A: Acknowledge> JournalWorker<A> {
             }
             Err(error) => self.fail(error),
         }
-    }
-
-    /// Writes the snapshot atomically, starts a new segment after it and removes the segments
-    /// and older snapshots it covers.
-    fn snapshot(&mut self, seq: u64, state: &[u8]) -> Result<(), JournalError> {
-        write_snapshot(&self.shard_dir, self.shard, self.shards, seq, state)?;
-        self.writer.roll(seq + 1)?;
-        let current = self.writer.path().to_path_buf();
-        for segment in list_segments(&self.shard_dir)? {
-            if segment.path != current && segment.first_seq <= seq {
-                std::fs::remove_file(&segment.path)
-                    .map_err(|e| JournalError::io(&segment.path, e))?;
-            }
-        }
-        for (old_seq, path) in list_snapshots(&self.shard_dir)? {
-            if old_seq < seq {
-                std::fs::remove_file(&path).map_err(|e| JournalError::io(&path, e))?;
-            }
-        }
-        sync_dir(&self.shard_dir).map_err(|e| JournalError::io(&self.shard_dir, e))
     }
 
     fn fail(&mut self, error: JournalError) {

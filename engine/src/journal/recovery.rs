@@ -58,14 +58,22 @@ pub struct JournalScan {
 /// Reads every record of a shard directory's journal in order and hands those with a sequence
 /// above `after_seq` to `visit`. Segments wholly at or below `after_seq` are not read. Fails on
 /// a bad record that is not a torn tail, on a gap in the sequence, and when the journal does
-/// not reach back to `after_seq + 1`.
+/// not reach back to `after_seq + 1`. Records up to `covered_through` (a snapshot's sequence)
+/// may be missing: a snapshot can be durable while the last records it covers were written but
+/// not yet synced (async mode) when the machine went down.
 pub fn scan_journal(
     shard_dir: &Path,
     after_seq: u64,
+    covered_through: u64,
     policy: TailPolicy,
     mut visit: impl FnMut(RecordRef<'_>) -> Result<(), JournalError>,
 ) -> Result<JournalScan, JournalError> {
     let segments = list_segments(shard_dir)?;
+    let covered_through = covered_through.max(after_seq);
+    // Whether `found` may follow `expected`: the next one, or a jump over covered records only.
+    let continues = |expected: u64, found: u64| {
+        found == expected || (found > expected && found <= covered_through + 1)
+    };
     let mut scan = JournalScan {
         next_seq: after_seq + 1,
         ..JournalScan::default()
@@ -88,7 +96,7 @@ pub fn scan_journal(
                     found: segment.first_seq,
                 });
             }
-            Some(expected) if segment.first_seq != expected => {
+            Some(expected) if !continues(expected, segment.first_seq) => {
                 return Err(JournalError::SequenceGap {
                     path: segment.path.clone(),
                     offset: 0,
@@ -111,7 +119,7 @@ pub fn scan_journal(
                         reason,
                     };
                     let header = record_header(payload).map_err(|reason| corrupt(0, reason))?;
-                    if header.seq != seq {
+                    if !continues(seq, header.seq) {
                         return Err(JournalError::SequenceGap {
                             path: segment.path.clone(),
                             offset: offset as u64,
@@ -119,6 +127,7 @@ pub fn scan_journal(
                             found: header.seq,
                         });
                     }
+                    seq = header.seq;
                     if header.seq > after_seq {
                         decode_record_commands(payload, &header, &mut commands)
                             .map_err(|(at, reason)| corrupt(8 + at, reason))?;
@@ -254,7 +263,7 @@ pub fn recover_shard_with(
     let (after_seq, mut shard) =
         start.unwrap_or_else(|| (0, Shard::with_capacity(orders_capacity)));
     let mut outcomes: Vec<Outcome> = Vec::new();
-    let scan = scan_journal(&dir, after_seq, TailPolicy::Truncate, |record| {
+    let scan = scan_journal(&dir, after_seq, after_seq, TailPolicy::Truncate, |record| {
         outcomes.clear();
         shard.apply(record.header.now_ms, record.commands, &mut outcomes);
         observe(record.commands, &outcomes);

@@ -97,6 +97,7 @@ pub fn inspect(data_dir: &Path, out: &mut dyn Write) -> Result<(), JournalError>
         let scan = scan_journal(
             &dir,
             scan_start(&dir, snapshot_seq)?,
+            snapshot_seq,
             TailPolicy::Report,
             |record| {
                 if current.as_deref() != Some(record.path) {
@@ -159,7 +160,8 @@ pub fn verify(data_dir: &Path) -> Result<Vec<ShardVerify>, JournalError> {
             snapshot_seq = Some(snapshot_seq.unwrap_or(seq).max(seq));
         }
         let start = scan_start(&dir, snapshot_seq.unwrap_or(0))?;
-        let scan = scan_journal(&dir, start, TailPolicy::Report, |_| Ok(()))?;
+        let covered = snapshot_seq.unwrap_or(0);
+        let scan = scan_journal(&dir, start, covered, TailPolicy::Report, |_| Ok(()))?;
         report.push(ShardVerify {
             index,
             snapshot_seq,
