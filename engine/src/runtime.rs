@@ -801,10 +801,10 @@ impl ShardWorker {
                 let count = record.finish(&mut journal.encoder);
                 journal.hand_over(count, PendingReplies(answered));
                 if journal.snapshot_due() {
-                    // A copy (tables are copied bucket by bucket, no rehash): the encoding and
-                    // the file are done by the journal's snapshot thread.
                     let seq = journal.next_seq - 1;
-                    journal.snapshot(seq, Box::new(self.shard.clone()));
+                    let mut state = Vec::new();
+                    self.shard.encode_snapshot(&mut state);
+                    journal.snapshot(seq, state);
                 }
             }
             _ => {
@@ -834,8 +834,10 @@ impl ShardWorker {
             && journal.snapshot_every_commands > 0
             && journal.commands_since_snapshot > 0
         {
+            let mut state = Vec::new();
+            self.shard.encode_snapshot(&mut state);
             let seq = journal.next_seq - 1;
-            journal.snapshot(seq, Box::new(self.shard.clone()));
+            journal.snapshot(seq, state);
         }
     }
 }
@@ -893,9 +895,9 @@ impl ShardJournal {
             && self.commands_since_snapshot >= self.snapshot_every_commands
     }
 
-    fn snapshot(&mut self, seq: u64, shard: Box<Shard>) {
+    fn snapshot(&mut self, seq: u64, state: Vec<u8>) {
         self.commands_since_snapshot = 0;
-        self.handle.send(JournalMessage::Snapshot { seq, shard });
+        self.handle.send(JournalMessage::Snapshot { seq, state });
     }
 }
 

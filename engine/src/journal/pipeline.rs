@@ -26,7 +26,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use super::segment::{SegmentWriter, list_segments};
 use super::snapshot::{list_snapshots, write_snapshot};
 use super::{JournalError, SyncMode, sync_dir};
-use crate::shard::Shard;
 
 /// Replies that wait for their record to be durable.
 pub trait Acknowledge: Send + 'static {
@@ -72,9 +71,8 @@ pub enum JournalMessage<A> {
         first_seq: u64,
         replies: Option<A>,
     },
-    /// A copy of the shard's state after record `seq`, encoded and written off the shard and
-    /// journal threads (see [`crate::shard::Shard::encode_snapshot`]).
-    Snapshot { seq: u64, shard: Box<Shard> },
+    /// A snapshot of the shard's state after record `seq` (see [`crate::shard::Shard::encode_snapshot`]).
+    Snapshot { seq: u64, state: Vec<u8> },
 }
 
 /// What a journal thread needs to know about its shard.
@@ -222,8 +220,8 @@ impl Syncer {
 /// Writes snapshots off the journal thread. A mailbox of one: a snapshot handed over while an
 /// older one still waits replaces it (the newer one covers more).
 struct Snapshotter {
-    sender: Option<Sender<(u64, Box<Shard>)>>,
-    stale: Receiver<(u64, Box<Shard>)>,
+    sender: Option<Sender<(u64, Vec<u8>)>>,
+    stale: Receiver<(u64, Vec<u8>)>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -232,20 +230,16 @@ impl Snapshotter {
         settings: &JournalThreadSettings,
         failure: Arc<DurabilityFailure>,
     ) -> std::io::Result<Snapshotter> {
-        let (sender, receiver) = bounded::<(u64, Box<Shard>)>(1);
+        let (sender, receiver) = bounded::<(u64, Vec<u8>)>(1);
         let stale = receiver.clone();
         let (shard, shards, dir) = (settings.shard, settings.shards, settings.shard_dir.clone());
         let thread = std::thread::Builder::new()
             .name(format!("flashsale-snapshot-{shard}"))
             .spawn(move || {
-                let mut state = Vec::new();
-                for (seq, copy) in receiver {
+                for (seq, state) in receiver {
                     if failure.is_failed() {
                         continue;
                     }
-                    state.clear();
-                    copy.encode_snapshot(&mut state);
-                    drop(copy);
                     if let Err(error) = write_and_prune(&dir, shard, shards, seq, &state) {
                         let reason = format!(
                             "snapshot of shard {shard} failed, refusing all writes until restart: {error}"
@@ -262,11 +256,11 @@ impl Snapshotter {
         })
     }
 
-    fn hand_over(&self, seq: u64, shard: Box<Shard>) {
+    fn hand_over(&self, seq: u64, state: Vec<u8>) {
         let Some(sender) = &self.sender else {
             return;
         };
-        if let Err(crossbeam_channel::TrySendError::Full(message)) = sender.try_send((seq, shard)) {
+        if let Err(crossbeam_channel::TrySendError::Full(message)) = sender.try_send((seq, state)) {
             // Only this thread sends, so after taking the waiting one out there is room.
             let _ = self.stale.try_recv();
             let _ = sender.try_send(message);
@@ -399,10 +393,10 @@ impl<A: Acknowledge> JournalWorker<A> {
                     self.waiting.push(replies);
                 }
             }
-            JournalMessage::Snapshot { seq, shard } => {
+            JournalMessage::Snapshot { seq, state } => {
                 // Records up to `seq` are written before the snapshot can delete anything.
                 self.flush();
-                self.snapshots.hand_over(seq, shard);
+                self.snapshots.hand_over(seq, state);
             }
         }
     }
