@@ -6,6 +6,7 @@
 //! hands each batch's outcomes back in order. See `docs/ARCHITECTURE.md` for the whole picture.
 
 pub mod client;
+pub mod journal;
 pub mod mirror;
 pub mod model;
 pub mod protocol;

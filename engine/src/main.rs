@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use flashsale_engine::journal::Durability;
 use flashsale_engine::server::catalog::load_catalog;
 use flashsale_engine::server::limits::AdminToken;
 use flashsale_engine::server::{ServerConfig, serve};
@@ -31,6 +32,27 @@ struct Cli {
 enum Command {
     /// Serve the HTTP/JSON API and the binary TCP protocol.
     Serve(ServeArgs),
+    /// Read a data directory's journal and snapshots (read-only).
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Print every snapshot and record readably.
+    Inspect { dir: PathBuf },
+    /// Check every CRC, sequence and snapshot; report the first problem with file and offset.
+    Verify { dir: PathBuf },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DurabilityArg {
+    /// A reply is sent only after its commands are on disk (group commit).
+    Sync,
+    /// Written at once, fsynced every --fsync-interval-ms; replies do not wait.
+    Async,
+    /// No journal: a restart forgets everything.
+    Memory,
 }
 
 #[derive(clap::Args)]
@@ -69,6 +91,18 @@ struct ServeArgs {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// Journal and snapshot directory; with it the default durability is `sync`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// sync | async | memory (default: sync with --data-dir, memory without).
+    #[arg(long, value_enum)]
+    durability: Option<DurabilityArg>,
+    /// In async mode, how often the journal is fsynced.
+    #[arg(long, default_value_t = 10)]
+    fsync_interval_ms: u64,
+    /// Snapshot each shard after this many journaled commands (0: only at a clean stop).
+    #[arg(long, default_value_t = 2_000_000)]
+    snapshot_every_commands: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,9 +113,10 @@ fn main() -> anyhow::Result<()> {
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    let Cli {
-        command: Command::Serve(args),
-    } = Cli::parse();
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Journal(command) => return journal_tool(command),
+    };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all().thread_name("flashsale-io");
     if let Some(threads) = args.worker_threads {
@@ -91,11 +126,60 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(args))
 }
 
+/// `journal inspect|verify DIR`. Verify exits 0 when clean (a torn tail, which recovery
+/// truncates, is reported but clean) and 1 with the first problem otherwise.
+fn journal_tool(command: JournalCommand) -> anyhow::Result<()> {
+    use flashsale_engine::journal::tools;
+    match command {
+        JournalCommand::Inspect { dir } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            tools::inspect(&dir, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+        }
+        JournalCommand::Verify { dir } => {
+            for shard in tools::verify(&dir)? {
+                println!(
+                    "shard {}: ok, snapshot at {:?}, {} records ({} commands) after it checked, next sequence {}",
+                    shard.index, shard.snapshot_seq, shard.records, shard.commands, shard.next_seq
+                );
+                if let Some(torn) = shard.torn {
+                    println!(
+                        "shard {}: torn tail in {} at byte offset {}: {} (recovery truncates it)",
+                        shard.index,
+                        torn.path.display(),
+                        torn.offset,
+                        torn.reason
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn durability(args: &ServeArgs) -> anyhow::Result<Durability> {
+    use flashsale_engine::journal::{JournalConfig, SyncMode};
+    let mode = match (args.durability, &args.data_dir) {
+        (Some(DurabilityArg::Memory), _) | (None, None) => return Ok(Durability::Memory),
+        (Some(DurabilityArg::Sync), Some(_)) | (None, Some(_)) => SyncMode::Sync,
+        (Some(DurabilityArg::Async), Some(_)) => SyncMode::Async {
+            fsync_interval_ms: args.fsync_interval_ms,
+        },
+        (Some(_), None) => anyhow::bail!("--durability sync|async needs --data-dir"),
+    };
+    let dir = args.data_dir.clone().context("--data-dir")?;
+    let mut config = JournalConfig::new(dir, mode);
+    config.snapshot_every_commands = args.snapshot_every_commands;
+    Ok(Durability::Journal(config))
+}
+
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let catalog = match &args.catalog {
         Some(path) => load_catalog(path)?,
         None => Vec::new(),
     };
+    let durability = durability(&args)?;
     let admin_token = AdminToken::new(args.admin_token);
     if !admin_token.is_configured() {
         tracing::warn!("no admin token: admin endpoints will answer 401");
@@ -108,6 +192,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             queue_capacity_batches: args.queue_capacity_batches,
             orders_capacity_per_shard: args.orders_capacity_per_shard,
             clock: Clock::system(),
+            durability,
             ..EngineConfig::default()
         },
         admin_token,

@@ -16,10 +16,18 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use dashmap::DashMap;
 use rustc_hash::FxBuildHasher;
 
+use crate::journal::pipeline::JournalThreadSettings;
+use crate::journal::record::RecordBuilder;
+use crate::journal::segment::SegmentWriter;
+use crate::journal::{
+    Acknowledge, Durability, DurabilityFailure, JournalError, JournalHandle, JournalMessage,
+    RecoveryReport, SyncMode,
+};
 use crate::mirror::AvailabilityMirror;
 use crate::shard::Shard;
 use crate::types::{Command, OrderId, Outcome, Reject, SkuId};
@@ -85,6 +93,8 @@ pub struct EngineConfig {
     /// as orders first touch it; past this capacity tables grow by doubling, with a pause
     /// proportional to their size on that shard. Size it for the sale's expected orders.
     pub orders_capacity_per_shard: usize,
+    /// Whether (and how) applied commands are journaled to disk; see [`crate::journal`].
+    pub durability: Durability,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +107,7 @@ impl Default for EngineConfig {
             mirror_capacity_skus: 1 << 16,
             max_batches_per_wakeup: 64,
             orders_capacity_per_shard: 1 << 16,
+            durability: Durability::Memory,
         }
     }
 }
@@ -111,6 +122,8 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    #[error("durability: {0}")]
+    Journal(#[from] JournalError),
 }
 
 type DoneCallback = Box<dyn FnOnce(Vec<Outcome>) + Send>;
@@ -207,6 +220,10 @@ struct Inner {
     expired_holds: Arc<AtomicU64>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     clock: Clock,
+    /// Set by a journal thread whose write or fsync failed: every submission is refused then.
+    durability_failure: Arc<DurabilityFailure>,
+    /// The data directory's lock, held until the engine has shut down.
+    data_dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 /// A running engine. Cheap to clone; every clone submits to the same shards.
@@ -222,7 +239,12 @@ enum Route {
 }
 
 impl Engine {
+    /// Starts an engine. With [`Durability::Journal`] this is [`Engine::recover`]: the state
+    /// is rebuilt from the data directory first.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        if matches!(config.durability, Durability::Journal(_)) {
+            return Engine::recover(config).map(|(engine, _)| engine);
+        }
         let capacity = config.orders_capacity_per_shard;
         Engine::start_with_shards(
             config.clone(),
@@ -235,6 +257,20 @@ impl Engine {
     pub fn start_with_shards(
         config: EngineConfig,
         shards: impl IntoIterator<Item = Shard>,
+    ) -> Result<Engine, EngineError> {
+        if matches!(config.durability, Durability::Journal(_)) {
+            return Err(EngineError::InvalidConfig(
+                "start_with_shards runs without a journal: use Engine::recover",
+            ));
+        }
+        Engine::start_inner(config, shards, Vec::new(), None)
+    }
+
+    fn start_inner(
+        config: EngineConfig,
+        shards: impl IntoIterator<Item = Shard>,
+        journals: Vec<JournalStart>,
+        data_dir_lock: Option<std::fs::File>,
     ) -> Result<Engine, EngineError> {
         if config.shards == 0 || config.shards > 1024 {
             return Err(EngineError::InvalidConfig(
@@ -268,6 +304,9 @@ impl Engine {
                 FxBuildHasher,
             ));
         let expired_holds = Arc::new(AtomicU64::new(0));
+        let durability_failure = Arc::new(DurabilityFailure::default());
+        let mut journals: Vec<Option<JournalStart>> = journals.into_iter().map(Some).collect();
+        journals.resize_with(config.shards, || None);
         let mut senders = Vec::with_capacity(config.shards);
         let mut threads = Vec::with_capacity(config.shards);
         for (index, mut shard) in shards.drain(..).enumerate() {
@@ -281,7 +320,34 @@ impl Engine {
             }
             shard.drain_changed_skus(|_, _| {});
             let (sender, receiver) = bounded(config.queue_capacity_batches);
+            let journal = match (journals[index].take(), &config.durability) {
+                (Some(start), Durability::Journal(settings)) => Some(ShardJournal {
+                    handle: JournalHandle::start(
+                        JournalThreadSettings {
+                            shard: index as u32,
+                            shards: config.shards as u32,
+                            shard_dir: start.shard_dir,
+                            mode: settings.mode,
+                            segment_max_bytes: settings.segment_max_bytes,
+                            capacity_messages: settings.pipeline_capacity_records,
+                        },
+                        start.writer,
+                        durability_failure.clone(),
+                    )
+                    .map_err(|source| EngineError::Spawn {
+                        shard: index,
+                        source,
+                    })?,
+                    mode: settings.mode,
+                    next_seq: start.next_seq,
+                    snapshot_every_commands: settings.snapshot_every_commands,
+                    commands_since_snapshot: 0,
+                    encoder: BytesMut::with_capacity(1 << 16),
+                }),
+                _ => None,
+            };
             let worker = ShardWorker {
+                journal,
                 index: index as u32,
                 shard,
                 receiver,
@@ -313,8 +379,92 @@ impl Engine {
                 expired_holds,
                 threads: Mutex::new(threads),
                 clock: config.clock,
+                durability_failure,
+                data_dir_lock: Mutex::new(data_dir_lock),
             }),
         })
+    }
+
+    /// Recovers a journaled engine: opens (or creates) the data directory, rebuilds every
+    /// shard from its newest valid snapshot and the journal after it (shards in parallel),
+    /// truncates torn tails, and starts with the journal threads continuing each journal.
+    /// Fails, naming the file and offset, on a corrupt record in the middle of a journal.
+    /// Without a journal configured it is [`Engine::start`] with no reports.
+    pub fn recover(config: EngineConfig) -> Result<(Engine, Vec<RecoveryReport>), EngineError> {
+        let Durability::Journal(settings) = &config.durability else {
+            return Engine::start(config).map(|engine| (engine, Vec::new()));
+        };
+        if config.shards == 0 || config.shards > 1024 {
+            return Err(EngineError::InvalidConfig(
+                "shards must be between 1 and 1024",
+            ));
+        }
+        if let SyncMode::Async { fsync_interval_ms } = settings.mode
+            && fsync_interval_ms == 0
+        {
+            return Err(EngineError::InvalidConfig(
+                "fsync_interval_ms must be at least 1",
+            ));
+        }
+        let lock = crate::journal::open_data_dir(&settings.dir, config.shards)?;
+        let dir = settings.dir.as_path();
+        let capacity = config.orders_capacity_per_shard;
+        let recovered = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..config.shards)
+                .map(|index| {
+                    scope.spawn(move || {
+                        crate::journal::recover_shard(dir, index, config.shards, capacity)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut shards = Vec::with_capacity(config.shards);
+        let mut journals = Vec::with_capacity(config.shards);
+        let mut reports = Vec::with_capacity(config.shards);
+        for (index, recovery) in recovered.into_iter().enumerate() {
+            let recovery = recovery?;
+            let shard_dir = crate::journal::shard_dir(dir, index);
+            let writer = match &recovery.tail {
+                Some((segment, len_bytes)) => {
+                    SegmentWriter::append_to(&shard_dir, segment, *len_bytes)?
+                }
+                None => SegmentWriter::create(&shard_dir, recovery.next_seq)?,
+            };
+            tracing::info!(
+                shard = index,
+                snapshot = ?recovery.report.snapshot,
+                records = recovery.report.records_replayed,
+                commands = recovery.report.commands_replayed,
+                torn_tail = ?recovery.report.torn_tail,
+                "shard recovered"
+            );
+            for (path, reason) in &recovery.report.invalid_snapshots {
+                tracing::warn!(path = %path.display(), %reason, "snapshot skipped: invalid");
+            }
+            journals.push(JournalStart {
+                shard_dir,
+                writer,
+                next_seq: recovery.next_seq,
+            });
+            shards.push(recovery.shard);
+            reports.push(recovery.report);
+        }
+        let engine = Engine::start_inner(config, shards, journals, Some(lock))?;
+        Ok((engine, reports))
+    }
+
+    /// Why the engine stopped accepting writes, if its journal failed (fail-stop: it refuses
+    /// every command with `Busy` until restarted).
+    pub fn durability_failure(&self) -> Option<String> {
+        self.inner.durability_failure.reason().map(str::to_string)
     }
 
     pub fn shard_count(&self) -> usize {
@@ -340,6 +490,12 @@ impl Engine {
         on_done: impl FnOnce(Vec<Outcome>) + Send + 'static,
     ) {
         let inner = &*self.inner;
+        if inner.durability_failure.is_failed() {
+            // Fail-stop: the journal can no longer make anything durable.
+            self.count_busy(commands.len());
+            on_done(vec![Outcome::Rejected(Reject::Busy); commands.len()]);
+            return;
+        }
         let shard_count = inner.senders.len();
         let mut routes: Vec<Route> = Vec::with_capacity(commands.len());
         let mut single_shard: Option<usize> = None;
@@ -508,6 +664,12 @@ impl Engine {
             // A shard thread that panicked has already reported it; nothing to add here.
             let _ = thread.join();
         }
+        // Every journal thread has written and synced what it had: the directory is free.
+        self.inner
+            .data_dir_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
     #[inline]
@@ -572,6 +734,8 @@ pub fn shard_of_sku(sku_id: SkuId, shard_count: usize) -> usize {
 
 /// One shard thread: the only code that touches its `Shard`.
 struct ShardWorker {
+    /// The shard's journal, when durable: each wake-up's mutations become one record.
+    journal: Option<ShardJournal>,
     index: u32,
     shard: Shard,
     receiver: Receiver<ShardMessage>,
@@ -602,6 +766,7 @@ impl ShardWorker {
             }
             self.process(&mut inbox);
             if stop {
+                self.snapshot_at_stop();
                 return;
             }
         }
@@ -617,12 +782,51 @@ impl ShardWorker {
             self.expired_holds
                 .fetch_add(expired as u64, Ordering::Relaxed);
         }
+        if inbox.is_empty() {
+            // An idle tick: expiry only. It is not journaled — replay re-derives it from the
+            // next record's time, before that record's commands, exactly as here.
+            self.publish();
+            return;
+        }
+        // The time the shard actually applies at (it never goes backwards).
+        let applied_ms = self.shard.now_ms();
+        let mut record = self.journal.as_mut().map(|journal| {
+            let seq = journal.next_seq;
+            RecordBuilder::begin(&mut journal.encoder, seq, applied_ms)
+        });
         let mut answered: Vec<(ReplyTo, Vec<Outcome>)> = Vec::with_capacity(inbox.len());
         for batch in inbox.drain(..) {
             let mut outcomes = Vec::with_capacity(batch.commands.len());
-            self.shard.apply(now_ms, &batch.commands, &mut outcomes);
+            self.shard.apply(applied_ms, &batch.commands, &mut outcomes);
+            if let (Some(record), Some(journal)) = (record.as_mut(), self.journal.as_mut()) {
+                for command in batch.commands.iter().filter(|c| c.is_mutation()) {
+                    record.push(&mut journal.encoder, command);
+                }
+            }
             answered.push((batch.reply, outcomes));
         }
+        self.publish();
+        match (self.journal.as_mut(), record) {
+            (Some(journal), Some(record)) => {
+                let count = record.finish(&mut journal.encoder);
+                journal.hand_over(count, PendingReplies(answered));
+                if journal.snapshot_due() {
+                    let seq = journal.next_seq - 1;
+                    let mut state = Vec::new();
+                    self.shard.encode_snapshot(&mut state);
+                    journal.snapshot(seq, state);
+                }
+            }
+            _ => {
+                for (reply, outcomes) in answered {
+                    reply.deliver(outcomes);
+                }
+            }
+        }
+    }
+
+    /// Publishes what the last apply changed: the directory before the mirror.
+    fn publish(&mut self) {
         let index = self.index;
         let directory = &self.directory;
         self.shard.drain_created_orders(|order_id| {
@@ -631,8 +835,95 @@ impl ShardWorker {
         let mirror = &self.mirror;
         self.shard
             .drain_changed_skus(|sku_id, available| mirror.publish(sku_id, available));
-        for (reply, outcomes) in answered {
+    }
+
+    /// On a clean stop, a snapshot of whatever was journaled since the last one, so the next
+    /// start replays little.
+    fn snapshot_at_stop(&mut self) {
+        if let Some(journal) = self.journal.as_mut()
+            && journal.snapshot_every_commands > 0
+            && journal.commands_since_snapshot > 0
+        {
+            let mut state = Vec::new();
+            self.shard.encode_snapshot(&mut state);
+            let seq = journal.next_seq - 1;
+            journal.snapshot(seq, state);
+        }
+    }
+}
+
+/// Where a recovered shard's journal continues.
+struct JournalStart {
+    shard_dir: std::path::PathBuf,
+    writer: SegmentWriter,
+    next_seq: u64,
+}
+
+/// A shard thread's side of its journal.
+struct ShardJournal {
+    handle: JournalHandle<PendingReplies>,
+    mode: SyncMode,
+    /// Sequence the next record gets.
+    next_seq: u64,
+    snapshot_every_commands: u64,
+    commands_since_snapshot: u64,
+    /// The record being built; split off and handed to the journal thread per wake-up.
+    encoder: BytesMut,
+}
+
+impl ShardJournal {
+    /// Hands the wake-up's record (if it holds `count` > 0 commands) to the journal thread.
+    /// Sync: the replies go with it and are sent once it is on disk. Async: they go now.
+    fn hand_over(&mut self, count: u32, replies: PendingReplies) {
+        let first_seq = self.next_seq;
+        if count > 0 {
+            self.next_seq += 1;
+            self.commands_since_snapshot += u64::from(count);
+        }
+        let bytes = self.encoder.split();
+        match self.mode {
+            SyncMode::Sync => self.handle.send(JournalMessage::Write {
+                bytes,
+                first_seq,
+                replies: Some(replies),
+            }),
+            SyncMode::Async { .. } => {
+                if count > 0 {
+                    self.handle.send(JournalMessage::Write {
+                        bytes,
+                        first_seq,
+                        replies: None,
+                    });
+                }
+                replies.acknowledge();
+            }
+        }
+    }
+
+    fn snapshot_due(&self) -> bool {
+        self.snapshot_every_commands > 0
+            && self.commands_since_snapshot >= self.snapshot_every_commands
+    }
+
+    fn snapshot(&mut self, seq: u64, state: Vec<u8>) {
+        self.commands_since_snapshot = 0;
+        self.handle.send(JournalMessage::Snapshot { seq, state });
+    }
+}
+
+/// The replies of one wake-up, waiting for its record to be durable.
+struct PendingReplies(Vec<(ReplyTo, Vec<Outcome>)>);
+
+impl Acknowledge for PendingReplies {
+    fn acknowledge(self) {
+        for (reply, outcomes) in self.0 {
             reply.deliver(outcomes);
+        }
+    }
+
+    fn refuse(self) {
+        for (reply, outcomes) in self.0 {
+            reply.deliver(vec![Outcome::Rejected(Reject::Busy); outcomes.len()]);
         }
     }
 }

@@ -545,3 +545,336 @@ impl ExpiryQueue {
             .flat_map(|(_, queue)| queue.iter().map(|&(_, order_id)| order_id))
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots (owned by durability): a canonical encoding of the whole state, so that two
+// replays of one journal give byte-identical snapshots. Everything is sorted by key; the expiry
+// queue keeps only live entries (a held order whose expiry matches), FIFOs sorted by TTL, empty
+// ones dropped; per-user units are derived from the orders on decode. Nothing above this line
+// depends on it.
+// ---------------------------------------------------------------------------------------------
+
+/// Why a snapshot's state could not be decoded: what was wrong and at which byte of the state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at state byte {offset}: {reason}")]
+pub struct StateDecodeError {
+    pub offset: usize,
+    pub reason: String,
+}
+
+struct StateReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl StateReader<'_> {
+    fn fail<T>(&self, reason: impl Into<String>) -> Result<T, StateDecodeError> {
+        Err(StateDecodeError {
+            offset: self.pos,
+            reason: reason.into(),
+        })
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], StateDecodeError> {
+        match self.bytes.get(self.pos..self.pos + N) {
+            Some(slice) => {
+                let mut out = [0u8; N];
+                out.copy_from_slice(slice);
+                self.pos += N;
+                Ok(out)
+            }
+            None => self.fail(format!("truncated: {N} more bytes needed")),
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, StateDecodeError> {
+        Ok(self.take::<1>()?[0])
+    }
+    fn u32(&mut self) -> Result<u32, StateDecodeError> {
+        Ok(u32::from_be_bytes(self.take()?))
+    }
+    fn u64(&mut self) -> Result<u64, StateDecodeError> {
+        Ok(u64::from_be_bytes(self.take()?))
+    }
+
+    /// A count of items of at least `item_len` bytes each, checked against the bytes left so a
+    /// corrupt count cannot make decode allocate without bound.
+    fn count(&mut self, item_len: usize) -> Result<usize, StateDecodeError> {
+        let count = self.u64()?;
+        let left = (self.bytes.len() - self.pos) as u64;
+        if count.saturating_mul(item_len as u64) > left {
+            return self.fail(format!("count {count} is larger than the bytes left allow"));
+        }
+        Ok(count as usize)
+    }
+}
+
+const SKU_STATE_LEN: usize = 4 + 8 + 4 + 8 + 8 + 1 + 8 + 8 + 8 + 8 + 8 + 4;
+const ORDER_STATE_LEN: usize = 8 + 8 + 4 + 4 + 1 + 8;
+
+impl Shard {
+    /// Appends the canonical encoding of this shard's state to `out` (see the block comment).
+    pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
+        out.reserve(
+            64 + self.skus.len() * SKU_STATE_LEN + self.orders.len() * (ORDER_STATE_LEN + 16),
+        );
+        out.extend_from_slice(&self.now_ms.to_be_bytes());
+        let mut skus: Vec<(&SkuId, &SkuState)> = self.skus.iter().collect();
+        skus.sort_unstable_by_key(|(id, _)| **id);
+        out.extend_from_slice(&(skus.len() as u64).to_be_bytes());
+        for (_, sku) in skus {
+            let c = &sku.config;
+            out.extend_from_slice(&c.sku_id.to_be_bytes());
+            out.extend_from_slice(&c.stock_total.to_be_bytes());
+            out.extend_from_slice(&c.per_user_limit.to_be_bytes());
+            out.extend_from_slice(&c.hold_ttl_ms.to_be_bytes());
+            out.extend_from_slice(&c.price_cents.to_be_bytes());
+            let flags =
+                u8::from(c.sale_start_ms.is_some()) | (u8::from(c.sale_end_ms.is_some()) << 1);
+            out.push(flags);
+            out.extend_from_slice(&c.sale_start_ms.unwrap_or(0).to_be_bytes());
+            out.extend_from_slice(&c.sale_end_ms.unwrap_or(0).to_be_bytes());
+            out.extend_from_slice(&sku.available.to_be_bytes());
+            out.extend_from_slice(&sku.held.to_be_bytes());
+            out.extend_from_slice(&sku.sold.to_be_bytes());
+            out.extend_from_slice(&sku.max_user_units.to_be_bytes());
+        }
+        let mut orders: Vec<(&OrderId, &OrderRecord)> = self.orders.iter().collect();
+        orders.sort_unstable_by_key(|(id, _)| **id);
+        out.extend_from_slice(&(orders.len() as u64).to_be_bytes());
+        for (order_id, order) in orders {
+            out.extend_from_slice(&order_id.to_be_bytes());
+            out.extend_from_slice(&order.user_id.to_be_bytes());
+            out.extend_from_slice(&order.sku_id.to_be_bytes());
+            out.extend_from_slice(&order.qty.to_be_bytes());
+            out.push(order.status as u8);
+            out.extend_from_slice(&order.expires_at_ms.to_be_bytes());
+        }
+        let mut fifos: Vec<(u64, Vec<(u64, OrderId)>)> = self
+            .expiry_queue
+            .by_ttl
+            .iter()
+            .map(|(ttl, queue)| {
+                let live = queue
+                    .iter()
+                    .copied()
+                    .filter(|(expires_at_ms, order_id)| {
+                        self.orders.get(order_id).is_some_and(|order| {
+                            order.status == OrderStatus::Held
+                                && order.expires_at_ms == *expires_at_ms
+                        })
+                    })
+                    .collect();
+                (*ttl, live)
+            })
+            .filter(|(_, live): &(u64, Vec<_>)| !live.is_empty())
+            .collect();
+        fifos.sort_unstable_by_key(|(ttl, _)| *ttl);
+        out.extend_from_slice(&(fifos.len() as u64).to_be_bytes());
+        for (ttl, entries) in fifos {
+            out.extend_from_slice(&ttl.to_be_bytes());
+            out.extend_from_slice(&(entries.len() as u64).to_be_bytes());
+            for (expires_at_ms, order_id) in entries {
+                out.extend_from_slice(&expires_at_ms.to_be_bytes());
+                out.extend_from_slice(&order_id.to_be_bytes());
+            }
+        }
+    }
+
+    /// Rebuilds a shard from [`Shard::encode_snapshot`]'s bytes, with room for at least
+    /// `orders_capacity` orders. Checks what a corrupt or hand-made state could get wrong: field
+    /// values, key order, stock conservation, per-user limits, and that every held order has
+    /// exactly one expiry entry. Never panics on any input.
+    pub fn decode_snapshot(
+        bytes: &[u8],
+        orders_capacity: usize,
+    ) -> Result<Shard, StateDecodeError> {
+        let mut r = StateReader { bytes, pos: 0 };
+        let now_ms = r.u64()?;
+        let sku_count = r.count(SKU_STATE_LEN)?;
+        let mut skus: FxHashMap<SkuId, SkuState> =
+            FxHashMap::with_capacity_and_hasher(sku_count, Default::default());
+        let mut previous_sku: Option<SkuId> = None;
+        for _ in 0..sku_count {
+            let sku_id = r.u32()?;
+            if previous_sku.is_some_and(|previous| previous >= sku_id) {
+                return r.fail(format!("sku {sku_id} is out of order"));
+            }
+            previous_sku = Some(sku_id);
+            let stock_total = r.u64()?;
+            let per_user_limit = r.u32()?;
+            let hold_ttl_ms = r.u64()?;
+            let price_cents = r.u64()?;
+            let flags = r.u8()?;
+            if flags > 0b11 {
+                return r.fail("sku flags has unknown bits set");
+            }
+            let start = r.u64()?;
+            let end = r.u64()?;
+            let config = SkuConfig {
+                sku_id,
+                stock_total,
+                per_user_limit,
+                hold_ttl_ms,
+                sale_start_ms: (flags & 1 != 0).then_some(start),
+                sale_end_ms: (flags & 2 != 0).then_some(end),
+                price_cents,
+            };
+            if let Err(reason) = config.validate() {
+                return r.fail(format!("sku {sku_id}: {reason}"));
+            }
+            let available = r.u64()?;
+            let held = r.u64()?;
+            let sold = r.u64()?;
+            let max_user_units = r.u32()?;
+            let total = u128::from(available) + u128::from(held) + u128::from(sold);
+            if total != u128::from(stock_total) {
+                return r.fail(format!(
+                    "sku {sku_id}: available {available} + held {held} + sold {sold} != stock_total {stock_total}"
+                ));
+            }
+            skus.insert(
+                sku_id,
+                SkuState {
+                    config,
+                    available,
+                    held,
+                    sold,
+                    max_user_units,
+                    availability_dirty: false,
+                },
+            );
+        }
+        let order_count = r.count(ORDER_STATE_LEN)?;
+        let capacity = orders_capacity.max(order_count);
+        let mut orders: FxHashMap<OrderId, OrderRecord> =
+            FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+        let mut user_units: FxHashMap<(UserId, SkuId), u32> =
+            FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+        let mut held_by_sku: FxHashMap<SkuId, u64> = FxHashMap::default();
+        let mut sold_by_sku: FxHashMap<SkuId, u64> = FxHashMap::default();
+        let mut held_orders = 0usize;
+        let mut previous_order: Option<OrderId> = None;
+        for _ in 0..order_count {
+            let order_id = r.u64()?;
+            if previous_order.is_some_and(|previous| previous >= order_id) {
+                return r.fail(format!("order {order_id} is out of order"));
+            }
+            previous_order = Some(order_id);
+            let user_id = r.u64()?;
+            let sku_id = r.u32()?;
+            let qty = r.u32()?;
+            let status = match r.u8()? {
+                0 => OrderStatus::Held,
+                1 => OrderStatus::Paid,
+                2 => OrderStatus::Cancelled,
+                3 => OrderStatus::Expired,
+                other => return r.fail(format!("order {order_id}: unknown status {other}")),
+            };
+            let expires_at_ms = r.u64()?;
+            let Some(sku) = skus.get(&sku_id) else {
+                return r.fail(format!("order {order_id} names unknown sku {sku_id}"));
+            };
+            if qty == 0 {
+                return r.fail(format!("order {order_id} has quantity 0"));
+            }
+            match status {
+                OrderStatus::Held => {
+                    if expires_at_ms <= now_ms {
+                        return r.fail(format!("order {order_id} is held past its expiry"));
+                    }
+                    held_orders += 1;
+                    *held_by_sku.entry(sku_id).or_default() += u64::from(qty);
+                }
+                OrderStatus::Paid => *sold_by_sku.entry(sku_id).or_default() += u64::from(qty),
+                OrderStatus::Cancelled | OrderStatus::Expired => {}
+            }
+            if !status.is_terminal() || status == OrderStatus::Paid {
+                let units = user_units.entry((user_id, sku_id)).or_default();
+                *units = units.saturating_add(qty);
+                if *units > sku.config.per_user_limit || *units > sku.max_user_units {
+                    return r.fail(format!(
+                        "user {user_id} has {units} units of sku {sku_id}, over its limit"
+                    ));
+                }
+            }
+            orders.insert(
+                order_id,
+                OrderRecord {
+                    user_id,
+                    sku_id,
+                    qty,
+                    status,
+                    expires_at_ms,
+                },
+            );
+        }
+        for (sku_id, sku) in &skus {
+            let held = held_by_sku.get(sku_id).copied().unwrap_or(0);
+            let sold = sold_by_sku.get(sku_id).copied().unwrap_or(0);
+            if sku.held != held || sku.sold != sold {
+                return r.fail(format!(
+                    "sku {sku_id}: counters held={} sold={} but orders say held={held} sold={sold}",
+                    sku.held, sku.sold
+                ));
+            }
+        }
+        let fifo_count = r.count(16)?;
+        let mut expiry_queue = ExpiryQueue::with_capacity(capacity);
+        let mut entries_seen: rustc_hash::FxHashSet<OrderId> =
+            rustc_hash::FxHashSet::with_capacity_and_hasher(held_orders, Default::default());
+        let mut previous_ttl: Option<u64> = None;
+        for _ in 0..fifo_count {
+            let ttl = r.u64()?;
+            if previous_ttl.is_some_and(|previous| previous >= ttl) {
+                return r.fail(format!("expiry FIFO of ttl {ttl} is out of order"));
+            }
+            previous_ttl = Some(ttl);
+            let entries = r.count(16)?;
+            if entries == 0 {
+                return r.fail(format!("expiry FIFO of ttl {ttl} is empty"));
+            }
+            let mut queue = VecDeque::with_capacity(entries.max(capacity.min(1 << 20)));
+            let mut previous_expiry = 0u64;
+            for _ in 0..entries {
+                let expires_at_ms = r.u64()?;
+                let order_id = r.u64()?;
+                if expires_at_ms < previous_expiry {
+                    return r.fail(format!("expiry FIFO of ttl {ttl} is not sorted"));
+                }
+                previous_expiry = expires_at_ms;
+                let live = orders.get(&order_id).is_some_and(|order| {
+                    order.status == OrderStatus::Held && order.expires_at_ms == expires_at_ms
+                });
+                if !live || !entries_seen.insert(order_id) {
+                    return r.fail(format!(
+                        "expiry entry of order {order_id} is not a live hold or is repeated"
+                    ));
+                }
+                queue.push_back((expires_at_ms, order_id));
+            }
+            expiry_queue.by_ttl.push((ttl, queue));
+        }
+        if entries_seen.len() != held_orders {
+            return r.fail(format!(
+                "{held_orders} held orders but {} expiry entries",
+                entries_seen.len()
+            ));
+        }
+        if r.pos != bytes.len() {
+            return r.fail(format!(
+                "{} bytes left after the state",
+                bytes.len() - r.pos
+            ));
+        }
+        Ok(Shard {
+            skus,
+            orders,
+            user_units,
+            expiry_queue,
+            now_ms,
+            changed_skus: Vec::new(),
+            created_orders: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,479 @@
+//! The per-shard journal thread (LMAX-style): the shard thread hands it encoded records, the
+//! replies that wait on them, and snapshots, over a bounded FIFO. The thread takes everything
+//! pending, writes it with one `write` and (in sync mode) one fdatasync, and only then lets the
+//! replies go, in order — so any reply implies that every earlier record of its shard is on
+//! disk, while the shard goes on applying the next wake-up. In async mode replies never wait
+//! here; the thread writes at once and hands an fdatasync every `fsync_interval_ms` to a
+//! syncer thread, so a slow fdatasync never holds back writing (records queued behind a slow
+//! fsync would be lost by a mere process crash). Snapshot files are written by a third
+//! thread, so a snapshot never stalls the journal: it writes the file atomically, then deletes
+//! the segments whose records the snapshot covers.
+//!
+//! An I/O error is fail-stop: the thread records why in the shared [`DurabilityFailure`], logs
+//! it, never writes or syncs again (no fsync is ever retried: after a failed fsync the kernel
+//! may have dropped the dirty pages), and refuses every reply still waiting and to come. It
+//! owns the segment writer and snapshot files of its shard; it must not touch shard state.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+
+use super::segment::{SegmentWriter, list_segments};
+use super::snapshot::{list_snapshots, write_snapshot};
+use super::{JournalError, SyncMode, sync_dir};
+
+/// Replies that wait for their record to be durable.
+pub trait Acknowledge: Send + 'static {
+    /// The records before and including this one's are durable: answer as applied.
+    fn acknowledge(self);
+    /// The journal has failed: answer that nothing was done.
+    fn refuse(self);
+}
+
+/// The first durability failure of an engine, shared by all its journal threads and read by
+/// the submit path, which refuses everything once it is set.
+#[derive(Debug, Default)]
+pub struct DurabilityFailure {
+    failed: AtomicBool,
+    reason: OnceLock<String>,
+}
+
+impl DurabilityFailure {
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        if self.is_failed() {
+            self.reason.get().map(String::as_str)
+        } else {
+            None
+        }
+    }
+
+    pub fn fail(&self, reason: String) {
+        let _ = self.reason.set(reason);
+        self.failed.store(true, Ordering::Release);
+    }
+}
+
+/// What a shard thread hands its journal thread.
+pub enum JournalMessage<A> {
+    /// Framed records (one wake-up, possibly none) and the replies that wait on them.
+    Write {
+        bytes: BytesMut,
+        /// Sequence of the first record in `bytes` (meaningless when `bytes` is empty).
+        first_seq: u64,
+        replies: Option<A>,
+    },
+    /// A snapshot of the shard's state after record `seq` (see [`crate::shard::Shard::encode_snapshot`]).
+    Snapshot { seq: u64, state: Vec<u8> },
+}
+
+/// What a journal thread needs to know about its shard.
+#[derive(Clone, Debug)]
+pub struct JournalThreadSettings {
+    pub shard: u32,
+    pub shards: u32,
+    pub shard_dir: PathBuf,
+    pub mode: SyncMode,
+    pub segment_max_bytes: u64,
+    /// Messages the hand-off queue holds before the shard waits.
+    pub capacity_messages: usize,
+}
+
+/// The shard side of a journal thread.
+pub struct JournalHandle<A: Acknowledge> {
+    sender: Option<Sender<JournalMessage<A>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<A: Acknowledge> JournalHandle<A> {
+    /// Starts the journal thread of one shard, writing with `writer`.
+    pub fn start(
+        settings: JournalThreadSettings,
+        writer: SegmentWriter,
+        failure: Arc<DurabilityFailure>,
+    ) -> std::io::Result<JournalHandle<A>> {
+        let (sender, receiver) = bounded(settings.capacity_messages.max(1));
+        let shard = settings.shard;
+        let syncer = match settings.mode {
+            SyncMode::Sync => None,
+            SyncMode::Async { .. } => Some(Syncer::start(shard, failure.clone())?),
+        };
+        let snapshots = Snapshotter::start(&settings, failure.clone())?;
+        let worker = JournalWorker {
+            snapshots,
+            syncer,
+            shard,
+            writer,
+            mode: settings.mode,
+            segment_max_bytes: settings.segment_max_bytes,
+            failure,
+            receiver,
+            buffer: Vec::with_capacity(1 << 20),
+            buffer_first_seq: 0,
+            waiting: Vec::new(),
+            unsynced: false,
+            last_sync: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("flashsale-journal-{shard}"))
+            .spawn(move || worker.run())?;
+        Ok(JournalHandle {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a message over; waits while the hand-off queue is full (back-pressure). If the
+    /// thread is gone the replies are refused.
+    pub fn send(&self, message: JournalMessage<A>) {
+        let Some(sender) = &self.sender else {
+            refuse(message);
+            return;
+        };
+        if let Err(crossbeam_channel::SendError(message)) = sender.send(message) {
+            refuse(message);
+        }
+    }
+
+    /// Lets the thread write and sync what it has, and waits for it to end.
+    pub fn stop(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            // A journal thread that panicked has already reported it.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl<A: Acknowledge> Drop for JournalHandle<A> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn refuse<A: Acknowledge>(message: JournalMessage<A>) {
+    if let JournalMessage::Write {
+        replies: Some(replies),
+        ..
+    } = message
+    {
+        replies.refuse();
+    }
+}
+
+/// The async mode's fdatasync thread: takes a handle on the current segment and syncs it. One
+/// request at a time; a request made while one runs is skipped and made again next interval.
+struct Syncer {
+    sender: Option<Sender<(std::fs::File, PathBuf)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(shard: u32, failure: Arc<DurabilityFailure>) -> std::io::Result<Syncer> {
+        let (sender, receiver) = bounded::<(std::fs::File, PathBuf)>(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("flashsale-fsync-{shard}"))
+            .spawn(move || {
+                for (file, path) in receiver {
+                    if failure.is_failed() {
+                        continue;
+                    }
+                    if let Err(error) = file.sync_data() {
+                        let reason = format!(
+                            "journal of shard {shard} failed, refusing all writes until restart: {}",
+                            JournalError::io(&path, error)
+                        );
+                        tracing::error!("{reason}");
+                        failure.fail(reason);
+                    }
+                }
+            })?;
+        Ok(Syncer {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for an fdatasync; false when one is still running.
+    fn request(&self, handle: (std::fs::File, PathBuf)) -> bool {
+        self.sender
+            .as_ref()
+            .is_some_and(|sender| sender.try_send(handle).is_ok())
+    }
+
+    fn stop(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes snapshots off the journal thread. A mailbox of one: a snapshot handed over while an
+/// older one still waits replaces it (the newer one covers more).
+struct Snapshotter {
+    sender: Option<Sender<(u64, Vec<u8>)>>,
+    stale: Receiver<(u64, Vec<u8>)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Snapshotter {
+    fn start(
+        settings: &JournalThreadSettings,
+        failure: Arc<DurabilityFailure>,
+    ) -> std::io::Result<Snapshotter> {
+        let (sender, receiver) = bounded::<(u64, Vec<u8>)>(1);
+        let stale = receiver.clone();
+        let (shard, shards, dir) = (settings.shard, settings.shards, settings.shard_dir.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("flashsale-snapshot-{shard}"))
+            .spawn(move || {
+                for (seq, state) in receiver {
+                    if failure.is_failed() {
+                        continue;
+                    }
+                    if let Err(error) = write_and_prune(&dir, shard, shards, seq, &state) {
+                        let reason = format!(
+                            "snapshot of shard {shard} failed, refusing all writes until restart: {error}"
+                        );
+                        tracing::error!("{reason}");
+                        failure.fail(reason);
+                    }
+                }
+            })?;
+        Ok(Snapshotter {
+            sender: Some(sender),
+            stale,
+            thread: Some(thread),
+        })
+    }
+
+    fn hand_over(&self, seq: u64, state: Vec<u8>) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        if let Err(crossbeam_channel::TrySendError::Full(message)) = sender.try_send((seq, state)) {
+            // Only this thread sends, so after taking the waiting one out there is room.
+            let _ = self.stale.try_recv();
+            let _ = sender.try_send(message);
+        }
+    }
+
+    fn stop(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes snapshot `seq` atomically, then removes what it covers: older snapshots, and every
+/// segment whose successor starts at or before `seq + 1` (it holds only records up to `seq`).
+/// The segment holding `seq` itself stays; recovery skips its covered records.
+fn write_and_prune(
+    dir: &std::path::Path,
+    shard: u32,
+    shards: u32,
+    seq: u64,
+    state: &[u8],
+) -> Result<(), JournalError> {
+    write_snapshot(dir, shard, shards, seq, state)?;
+    let segments = list_segments(dir)?;
+    for pair in segments.windows(2) {
+        if pair[1].first_seq <= seq + 1 {
+            std::fs::remove_file(&pair[0].path).map_err(|e| JournalError::io(&pair[0].path, e))?;
+        }
+    }
+    for (old_seq, path) in list_snapshots(dir)? {
+        if old_seq < seq {
+            std::fs::remove_file(&path).map_err(|e| JournalError::io(&path, e))?;
+        }
+    }
+    sync_dir(dir).map_err(|e| JournalError::io(dir, e))
+}
+
+struct JournalWorker<A> {
+    snapshots: Snapshotter,
+    syncer: Option<Syncer>,
+    shard: u32,
+    writer: SegmentWriter,
+    mode: SyncMode,
+    segment_max_bytes: u64,
+    failure: Arc<DurabilityFailure>,
+    receiver: Receiver<JournalMessage<A>>,
+    buffer: Vec<u8>,
+    buffer_first_seq: u64,
+    waiting: Vec<A>,
+    /// Bytes written since the last fdatasync.
+    unsynced: bool,
+    last_sync: Instant,
+}
+
+/// Messages taken at most in one go, so replies are not held back behind an endless stream.
+const MAX_MESSAGES_PER_DRAIN: usize = 4096;
+
+impl<A: Acknowledge> JournalWorker<A> {
+    fn run(mut self) {
+        loop {
+            let first = match self.mode {
+                SyncMode::Sync => self
+                    .receiver
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+                SyncMode::Async { fsync_interval_ms } => {
+                    let interval = Duration::from_millis(fsync_interval_ms.max(1));
+                    let wait = interval.saturating_sub(self.last_sync.elapsed());
+                    self.receiver.recv_timeout(wait)
+                }
+            };
+            let stop = match first {
+                Ok(message) => {
+                    self.take(message);
+                    let mut stop = false;
+                    for _ in 1..MAX_MESSAGES_PER_DRAIN {
+                        match self.receiver.try_recv() {
+                            Ok(message) => self.take(message),
+                            Err(crossbeam_channel::TryRecvError::Empty) => break,
+                            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                                stop = true;
+                                break;
+                            }
+                        }
+                    }
+                    stop
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            self.flush();
+            let sync_due = match self.mode {
+                SyncMode::Sync => false,
+                SyncMode::Async { fsync_interval_ms } => {
+                    self.last_sync.elapsed() >= Duration::from_millis(fsync_interval_ms)
+                }
+            };
+            if stop {
+                if let Some(syncer) = self.syncer.as_mut() {
+                    syncer.stop();
+                }
+                self.snapshots.stop();
+                if self.unsynced {
+                    self.sync();
+                }
+                return;
+            }
+            if self.unsynced && sync_due {
+                self.request_sync();
+            }
+        }
+    }
+
+    fn take(&mut self, message: JournalMessage<A>) {
+        match message {
+            JournalMessage::Write {
+                bytes,
+                first_seq,
+                replies,
+            } => {
+                if !bytes.is_empty() {
+                    if self.buffer.is_empty() {
+                        self.buffer_first_seq = first_seq;
+                    }
+                    self.buffer.extend_from_slice(&bytes);
+                }
+                if let Some(replies) = replies {
+                    self.waiting.push(replies);
+                }
+            }
+            JournalMessage::Snapshot { seq, state } => {
+                // Records up to `seq` are written before the snapshot can delete anything.
+                self.flush();
+                self.snapshots.hand_over(seq, state);
+            }
+        }
+    }
+
+    /// Writes the buffer (one write; in sync mode one fdatasync) and lets the replies go.
+    fn flush(&mut self) {
+        if !self.buffer.is_empty() && !self.failure.is_failed() {
+            let result = self.write_buffer();
+            if let Err(error) = result {
+                self.fail(error);
+            }
+        }
+        self.buffer.clear();
+        if self.failure.is_failed() {
+            for replies in self.waiting.drain(..) {
+                replies.refuse();
+            }
+        } else {
+            for replies in self.waiting.drain(..) {
+                replies.acknowledge();
+            }
+        }
+    }
+
+    fn write_buffer(&mut self) -> Result<(), JournalError> {
+        if self.writer.len_bytes() >= self.segment_max_bytes {
+            self.writer.roll(self.buffer_first_seq)?;
+        }
+        self.writer.write(&self.buffer)?;
+        self.unsynced = true;
+        if self.mode == SyncMode::Sync {
+            self.writer.sync()?;
+            self.unsynced = false;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Async mode: hands an fdatasync of the current segment to the syncer thread.
+    fn request_sync(&mut self) {
+        if self.failure.is_failed() {
+            return;
+        }
+        let Some(syncer) = &self.syncer else {
+            self.sync();
+            return;
+        };
+        match self.writer.sync_handle() {
+            Ok(handle) => {
+                if syncer.request(handle) {
+                    self.unsynced = false;
+                    self.last_sync = Instant::now();
+                }
+            }
+            Err(error) => self.fail(error),
+        }
+    }
+
+    fn sync(&mut self) {
+        if self.failure.is_failed() {
+            return;
+        }
+        match self.writer.sync() {
+            Ok(()) => {
+                self.unsynced = false;
+                self.last_sync = Instant::now();
+            }
+            Err(error) => self.fail(error),
+        }
+    }
+
+    fn fail(&mut self, error: JournalError) {
+        let reason = format!(
+            "journal of shard {} failed, refusing all writes until restart: {error}",
+            self.shard
+        );
+        tracing::error!("{reason}");
+        self.failure.fail(reason);
+    }
+}

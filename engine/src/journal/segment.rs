@@ -1,0 +1,163 @@
+//! Segment files of one shard's journal: their names (`journal-<first-seq>.log`), listing
+//! them in order, and the append-only writer the journal thread uses (write, fdatasync, roll
+//! to a new segment). The writer keeps the file zero-filled [`ZERO_AHEAD_BYTES`] ahead of the
+//! data, so most fdatasyncs overwrite blocks that already exist and need no metadata update
+//! (measured on this VM: 0.4 ms instead of 3-4 ms); the zeros after the last record are the
+//! normal end of a segment, not a torn tail. It owns file handles and directory entries of segments only; what a
+//! record holds is the record module's business, and when to sync is the pipeline's.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+
+use super::{JournalError, sync_dir};
+
+const SEGMENT_PREFIX: &str = "journal-";
+/// Zeros written past the data at a time, when the data comes within half of it of the end.
+pub const ZERO_AHEAD_BYTES: u64 = 4 << 20;
+const SEGMENT_SUFFIX: &str = ".log";
+
+/// One segment file: the sequence of its first record (from its name) and its path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub first_seq: u64,
+    pub path: PathBuf,
+}
+
+pub fn segment_path(shard_dir: &Path, first_seq: u64) -> PathBuf {
+    shard_dir.join(format!("{SEGMENT_PREFIX}{first_seq:020}{SEGMENT_SUFFIX}"))
+}
+
+/// The segments of a shard directory, by first sequence.
+pub fn list_segments(shard_dir: &Path) -> Result<Vec<SegmentInfo>, JournalError> {
+    let mut segments = Vec::new();
+    let entries = std::fs::read_dir(shard_dir).map_err(|e| JournalError::io(shard_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io(shard_dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some(digits) = name
+            .strip_prefix(SEGMENT_PREFIX)
+            .and_then(|rest| rest.strip_suffix(SEGMENT_SUFFIX))
+        else {
+            continue;
+        };
+        let first_seq = digits.parse::<u64>().map_err(|_| JournalError::Layout {
+            path: entry.path(),
+            reason: "a journal segment name must carry its first sequence number".to_string(),
+        })?;
+        segments.push(SegmentInfo {
+            first_seq,
+            path: entry.path(),
+        });
+    }
+    segments.sort_by_key(|segment| segment.first_seq);
+    Ok(segments)
+}
+
+/// Appends to the newest segment of one shard.
+pub struct SegmentWriter {
+    shard_dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    /// Bytes of records: where the next write goes.
+    len_bytes: u64,
+    /// The file is zero-filled up to here (its size).
+    zeroed_to: u64,
+}
+
+impl SegmentWriter {
+    /// Continues `segment`, whose valid bytes end at `len_bytes` (recovery has truncated any
+    /// torn tail already).
+    pub fn append_to(
+        shard_dir: &Path,
+        segment: &SegmentInfo,
+        len_bytes: u64,
+    ) -> Result<SegmentWriter, JournalError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&segment.path)
+            .map_err(|e| JournalError::io(&segment.path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| JournalError::io(&segment.path, e))?
+            .len();
+        Ok(SegmentWriter {
+            shard_dir: shard_dir.to_path_buf(),
+            file,
+            path: segment.path.clone(),
+            len_bytes,
+            zeroed_to: size.max(len_bytes),
+        })
+    }
+
+    /// Starts a new segment whose first record will be `first_seq`.
+    pub fn create(shard_dir: &Path, first_seq: u64) -> Result<SegmentWriter, JournalError> {
+        let path = segment_path(shard_dir, first_seq);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| JournalError::io(&path, e))?;
+        sync_dir(shard_dir).map_err(|e| JournalError::io(shard_dir, e))?;
+        Ok(SegmentWriter {
+            shard_dir: shard_dir.to_path_buf(),
+            file,
+            path,
+            len_bytes: 0,
+            zeroed_to: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len_bytes(&self) -> u64 {
+        self.len_bytes
+    }
+
+    /// Writes `bytes` at the end of the segment (to the page cache; see [`Self::sync`]).
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
+        self.file
+            .write_all_at(bytes, self.len_bytes)
+            .map_err(|e| JournalError::io(&self.path, e))?;
+        self.len_bytes += bytes.len() as u64;
+        if self.len_bytes + ZERO_AHEAD_BYTES / 2 > self.zeroed_to {
+            // Synced with the next fdatasync, which pays the metadata update once per
+            // ZERO_AHEAD_BYTES instead of on every sync.
+            let zeros = vec![0u8; ZERO_AHEAD_BYTES as usize];
+            let from = self.zeroed_to.max(self.len_bytes);
+            self.file
+                .write_all_at(&zeros, from)
+                .map_err(|e| JournalError::io(&self.path, e))?;
+            self.zeroed_to = from + ZERO_AHEAD_BYTES;
+        }
+        Ok(())
+    }
+
+    /// fdatasync: everything written so far is on disk when this returns Ok.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.file
+            .sync_data()
+            .map_err(|e| JournalError::io(&self.path, e))
+    }
+
+    /// A second handle on the current segment, for a thread that fdatasyncs while this one
+    /// goes on writing.
+    pub fn sync_handle(&self) -> Result<(File, PathBuf), JournalError> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| JournalError::io(&self.path, e))?;
+        Ok((file, self.path.clone()))
+    }
+
+    /// Syncs this segment and starts a new one at `first_seq`.
+    pub fn roll(&mut self, first_seq: u64) -> Result<(), JournalError> {
+        self.sync()?;
+        *self = SegmentWriter::create(&self.shard_dir, first_seq)?;
+        Ok(())
+    }
+}
