@@ -2,28 +2,29 @@
 //! request parsing (every bad input is a 400/404/405/413 JSON error that names the problem),
 //! admin bearer auth, the per-user rate limit, and mapping engine outcomes to status codes. It
 //! also owns the HTTP accept loop with its connection limit, header-read and idle timeouts and
-//! graceful drain. Commands go to the engine only through the gateway batcher; this module
-//! must not decide stock or order rules.
+//! graceful drain. Routing is a small hand-written hyper `Service` (one boxed future per
+//! request, no extractor layers, no header copies). Commands go to the engine only through
+//! the gateway batcher; this module must not decide stock or order rules.
 
 // The `Err` of the helpers below is the finished HTTP response for a refused request, handed
 // straight back to the client; boxing it would only add an allocation per refusal.
 #![allow(clippy::result_large_err)]
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::Response;
-use axum::routing::{get, post};
 use bytes::Bytes;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -37,6 +38,9 @@ use super::metrics::{
 };
 use crate::types::{Command, CommandKind, OrderView, Outcome, Reject, SkuConfig, SkuView};
 
+/// What every handler answers.
+pub type Response = hyper::Response<Full<Bytes>>;
+
 /// Accepts HTTP connections until shutdown, then drains them.
 pub(crate) async fn run(
     listener: TcpListener,
@@ -44,7 +48,9 @@ pub(crate) async fn run(
     limit: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let router = router(shared.clone());
+    let api = Api {
+        shared: shared.clone(),
+    };
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -75,7 +81,7 @@ pub(crate) async fn run(
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(IdleTimeout::new(stream, idle));
-        let connection = builder.serve_connection(io, TowerToHyperService::new(router.clone()));
+        let connection = builder.serve_connection(io, api.clone());
         let connection = graceful.watch(connection);
         let metrics = shared.metrics.clone();
         metrics.connection_opened(Transport::Http);
@@ -111,20 +117,114 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
-/// The API's routes.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/v1/skus/{sku_id}", get(get_sku).put(put_sku))
-        .route("/v1/skus/{sku_id}/restock", post(restock))
-        .route("/v1/orders", post(create_order))
-        .route("/v1/orders/{order_id}", get(get_order))
-        .route("/v1/orders/{order_id}/pay", post(pay))
-        .route("/v1/orders/{order_id}/cancel", post(cancel))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(shared)
+/// The API as a hyper service: one per server, cloned per connection.
+#[derive(Clone)]
+pub(crate) struct Api {
+    shared: Arc<Shared>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Api {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(dispatch(&shared, request).await) })
+    }
+}
+
+/// A matched path. Ids are the raw (still percent-encoded) segment.
+enum Route<'a> {
+    Sku(&'a str),
+    Restock(&'a str),
+    Orders,
+    Order(&'a str),
+    Pay(&'a str),
+    Cancel(&'a str),
+    Metrics,
+    Healthz,
+}
+
+impl Route<'_> {
+    fn allows(&self, method: &Method) -> bool {
+        let get = method == Method::GET || method == Method::HEAD;
+        match self {
+            Route::Sku(_) => get || method == Method::PUT,
+            Route::Order(_) | Route::Metrics | Route::Healthz => get,
+            Route::Restock(_) | Route::Orders | Route::Pay(_) | Route::Cancel(_) => {
+                method == Method::POST
+            }
+        }
+    }
+
+    fn allow_header(&self) -> &'static str {
+        match self {
+            Route::Sku(_) => "GET,HEAD,PUT",
+            Route::Order(_) | Route::Metrics | Route::Healthz => "GET,HEAD",
+            Route::Restock(_) | Route::Orders | Route::Pay(_) | Route::Cancel(_) => "POST",
+        }
+    }
+}
+
+fn route(path: &str) -> Option<Route<'_>> {
+    let rest = path.strip_prefix('/')?;
+    let mut segments = rest.split('/');
+    let first = segments.next()?;
+    let second = segments.next();
+    let third = segments.next();
+    let fourth = segments.next();
+    if segments.next().is_some() {
+        return None;
+    }
+    let id = |segment: &str| !segment.is_empty();
+    match (first, second, third, fourth) {
+        ("metrics", None, None, None) => Some(Route::Metrics),
+        ("healthz", None, None, None) => Some(Route::Healthz),
+        ("v1", Some("orders"), None, None) => Some(Route::Orders),
+        ("v1", Some("orders"), Some(raw), None) if id(raw) => Some(Route::Order(raw)),
+        ("v1", Some("orders"), Some(raw), Some("pay")) if id(raw) => Some(Route::Pay(raw)),
+        ("v1", Some("orders"), Some(raw), Some("cancel")) if id(raw) => Some(Route::Cancel(raw)),
+        ("v1", Some("skus"), Some(raw), None) if id(raw) => Some(Route::Sku(raw)),
+        ("v1", Some("skus"), Some(raw), Some("restock")) if id(raw) => Some(Route::Restock(raw)),
+        _ => None,
+    }
+}
+
+async fn dispatch(shared: &Shared, request: Request<Incoming>) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let Some(route) = route(path) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no route for {} {path}", parts.method),
+        );
+    };
+    if !route.allows(&parts.method) {
+        let mut response = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            &format!("{} is not allowed on {path}", parts.method),
+        );
+        response.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static(route.allow_header()),
+        );
+        return response;
+    }
+    let headers = &parts.headers;
+    match route {
+        Route::Orders => create_order(shared, headers, body).await,
+        Route::Pay(raw) => order_action(shared, raw, headers, body, true).await,
+        Route::Cancel(raw) => order_action(shared, raw, headers, body, false).await,
+        Route::Order(raw) => get_order(shared, raw).await,
+        Route::Sku(raw) if parts.method == Method::PUT => put_sku(shared, raw, headers, body).await,
+        Route::Sku(raw) => get_sku(shared, raw).await,
+        Route::Restock(raw) => restock(shared, raw, headers, body).await,
+        Route::Metrics => metrics(shared).await,
+        Route::Healthz => healthz(),
+    }
 }
 
 #[derive(Serialize)]
@@ -134,7 +234,7 @@ struct ErrorBody<'a> {
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -256,16 +356,18 @@ pub fn reject_detail(reject: Reject) -> &'static str {
     }
 }
 
+/// Serializes into a buffer sized for the largest answer, so it never grows.
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(256);
+    // Serializing these plain structs into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut buffer, value);
+    buffer
+}
+
 fn outcome_response(outcome: &Outcome) -> Response {
     match outcome {
-        Outcome::Created(view) => json(
-            StatusCode::CREATED,
-            serde_json::to_vec(&OrderJson::from(view)).unwrap_or_default(),
-        ),
-        Outcome::Order(view) => json(
-            StatusCode::OK,
-            serde_json::to_vec(&OrderJson::from(view)).unwrap_or_default(),
-        ),
+        Outcome::Created(view) => json(StatusCode::CREATED, to_json(&OrderJson::from(view))),
+        Outcome::Order(view) => json(StatusCode::OK, to_json(&OrderJson::from(view))),
         Outcome::SkuCreated(view) => json(
             StatusCode::CREATED,
             serde_json::to_vec(&SkuJson::from(&**view)).unwrap_or_default(),
@@ -308,6 +410,14 @@ fn finish(
 
 /// Parses a path id: decimal digits only, within the type's range.
 fn parse_id<T: FromStr>(raw: &str, field: &str) -> Result<T, Answered> {
+    // Path segments arrive percent-encoded; `%3x` digits are still digits.
+    let decoded;
+    let raw = if raw.contains('%') {
+        decoded = percent_decode(raw).unwrap_or_default();
+        decoded.as_str()
+    } else {
+        raw
+    };
     let valid = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
     match valid.then(|| raw.parse::<T>().ok()).flatten() {
         Some(id) => Ok(id),
@@ -321,11 +431,30 @@ fn parse_id<T: FromStr>(raw: &str, field: &str) -> Result<T, Answered> {
     }
 }
 
-/// Reads and parses a JSON body: 413 over the size limit, 400 naming the field otherwise.
+/// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            at += 3;
+        } else {
+            out.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Reads and parses a JSON body: 413 over the size limit, 408 if it does not arrive in time,
+/// 400 naming the field otherwise.
 async fn read_json<T: DeserializeOwned>(
     shared: &Shared,
     headers: &HeaderMap,
-    body: Body,
+    body: Incoming,
 ) -> Result<T, Answered> {
     let max = shared.config.max_body_bytes;
     let too_large = || {
@@ -347,20 +476,30 @@ async fn read_json<T: DeserializeOwned>(
     {
         return Err(too_large());
     }
-    let limited = http_body_util::Limited::new(body, max);
-    let timeout = Duration::from_millis(shared.config.body_read_timeout_ms.max(1));
-    let bytes: Bytes = match tokio::time::timeout(timeout, limited.collect()).await {
-        Err(_) => {
-            return Err((
-                error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "the request body did not arrive in time",
-                ),
-                OUT_INVALID_REQUEST,
-            ));
+    let mut collect = pin!(http_body_util::Limited::new(body, max).collect());
+    // A small body has usually arrived with the headers: poll once before arming a timer.
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match first {
+        Poll::Ready(collected) => collected,
+        Poll::Pending => {
+            let timeout = Duration::from_millis(shared.config.body_read_timeout_ms.max(1));
+            match tokio::time::timeout(timeout, collect).await {
+                Ok(collected) => collected,
+                Err(_) => {
+                    return Err((
+                        error(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "request_timeout",
+                            "the request body did not arrive in time",
+                        ),
+                        OUT_INVALID_REQUEST,
+                    ));
+                }
+            }
         }
-        Ok(Err(failure)) => {
+    };
+    let bytes: Bytes = match collected {
+        Err(failure) => {
             if failure
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
@@ -372,9 +511,20 @@ async fn read_json<T: DeserializeOwned>(
                 OUT_INVALID_REQUEST,
             ));
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(collected) => collected.to_bytes(),
     };
-    parse_json(&bytes).map_err(|detail| (bad_request(&detail), OUT_INVALID_REQUEST))
+    // The plain parse is the fast path; only a refused body is parsed again for the message
+    // that names the field.
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Ok(value),
+        Err(_) => Err((
+            bad_request(&match parse_json::<T>(&bytes) {
+                Err(detail) => detail,
+                Ok(_) => "invalid JSON body".to_owned(),
+            }),
+            OUT_INVALID_REQUEST,
+        )),
+    }
 }
 
 /// Parses a JSON document into `T`; the error sentence names the offending field.
@@ -445,17 +595,12 @@ struct UpsertBody {
     price_cents: Option<u64>,
 }
 
-async fn put_sku(
-    State(shared): State<Arc<Shared>>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn put_sku(shared: &Shared, raw: &str, headers: &HeaderMap, body: Incoming) -> Response {
     let started = Instant::now();
     let answered = async {
-        authorize(&shared, &headers)?;
-        let sku_id = parse_id::<u32>(&raw, "sku_id")?;
-        let body: UpsertBody = read_json(&shared, &headers, body).await?;
+        authorize(shared, headers)?;
+        let sku_id = parse_id::<u32>(raw, "sku_id")?;
+        let body: UpsertBody = read_json(shared, headers, body).await?;
         let config = SkuConfig {
             sku_id,
             stock_total: body.stock_total,
@@ -468,11 +613,11 @@ async fn put_sku(
         if let Err(reason) = config.validate() {
             return Err((bad_request(reason), OUT_INVALID_REQUEST));
         }
-        Ok(execute(&shared, Command::UpsertSku(config)).await)
+        Ok(execute(shared, Command::UpsertSku(config)).await)
     }
     .await
     .unwrap_or_else(|answered| answered);
-    finish(&shared, CommandKind::UpsertSku, started, answered)
+    finish(shared, CommandKind::UpsertSku, started, answered)
 }
 
 #[derive(Deserialize)]
@@ -481,19 +626,14 @@ struct RestockBody {
     delta: i64,
 }
 
-async fn restock(
-    State(shared): State<Arc<Shared>>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn restock(shared: &Shared, raw: &str, headers: &HeaderMap, body: Incoming) -> Response {
     let started = Instant::now();
     let answered = async {
-        authorize(&shared, &headers)?;
-        let sku_id = parse_id::<u32>(&raw, "sku_id")?;
-        let body: RestockBody = read_json(&shared, &headers, body).await?;
+        authorize(shared, headers)?;
+        let sku_id = parse_id::<u32>(raw, "sku_id")?;
+        let body: RestockBody = read_json(shared, headers, body).await?;
         Ok(execute(
-            &shared,
+            shared,
             Command::Restock {
                 sku_id,
                 delta: body.delta,
@@ -503,16 +643,16 @@ async fn restock(
     }
     .await
     .unwrap_or_else(|answered| answered);
-    finish(&shared, CommandKind::Restock, started, answered)
+    finish(shared, CommandKind::Restock, started, answered)
 }
 
-async fn get_sku(State(shared): State<Arc<Shared>>, Path(raw): Path<String>) -> Response {
+async fn get_sku(shared: &Shared, raw: &str) -> Response {
     let started = Instant::now();
-    let answered = match parse_id::<u32>(&raw, "sku_id") {
-        Ok(sku_id) => execute(&shared, Command::QuerySku { sku_id }).await,
+    let answered = match parse_id::<u32>(raw, "sku_id") {
+        Ok(sku_id) => execute(shared, Command::QuerySku { sku_id }).await,
         Err(answered) => answered,
     };
-    finish(&shared, CommandKind::QuerySku, started, answered)
+    finish(shared, CommandKind::QuerySku, started, answered)
 }
 
 #[derive(Deserialize)]
@@ -524,17 +664,13 @@ struct OrderBody {
     qty: u32,
 }
 
-async fn create_order(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn create_order(shared: &Shared, headers: &HeaderMap, body: Incoming) -> Response {
     let started = Instant::now();
     let answered = async {
-        let body: OrderBody = read_json(&shared, &headers, body).await?;
-        rate_limit(&shared, body.user_id)?;
+        let body: OrderBody = read_json(shared, headers, body).await?;
+        rate_limit(shared, body.user_id)?;
         Ok(execute(
-            &shared,
+            shared,
             Command::Reserve {
                 order_id: body.order_id,
                 user_id: body.user_id,
@@ -546,7 +682,7 @@ async fn create_order(
     }
     .await
     .unwrap_or_else(|answered| answered);
-    finish(&shared, CommandKind::Reserve, started, answered)
+    finish(shared, CommandKind::Reserve, started, answered)
 }
 
 #[derive(Deserialize)]
@@ -555,13 +691,15 @@ struct UserBody {
     user_id: u64,
 }
 
+/// Pay (`pay == true`) or cancel an order.
 async fn order_action(
     shared: &Shared,
     raw: &str,
     headers: &HeaderMap,
-    body: Body,
+    body: Incoming,
     pay: bool,
-) -> Answered {
+) -> Response {
+    let started = Instant::now();
     let answered = async {
         let order_id = parse_id::<u64>(raw, "order_id")?;
         let body: UserBody = read_json(shared, headers, body).await?;
@@ -578,45 +716,30 @@ async fn order_action(
             }
         };
         Ok(execute(shared, command).await)
+    }
+    .await
+    .unwrap_or_else(|answered| answered);
+    let kind = if pay {
+        CommandKind::Pay
+    } else {
+        CommandKind::Cancel
     };
-    answered.await.unwrap_or_else(|answered| answered)
+    finish(shared, kind, started, answered)
 }
 
-async fn pay(
-    State(shared): State<Arc<Shared>>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn get_order(shared: &Shared, raw: &str) -> Response {
     let started = Instant::now();
-    let answered = order_action(&shared, &raw, &headers, body, true).await;
-    finish(&shared, CommandKind::Pay, started, answered)
-}
-
-async fn cancel(
-    State(shared): State<Arc<Shared>>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    let answered = order_action(&shared, &raw, &headers, body, false).await;
-    finish(&shared, CommandKind::Cancel, started, answered)
-}
-
-async fn get_order(State(shared): State<Arc<Shared>>, Path(raw): Path<String>) -> Response {
-    let started = Instant::now();
-    let answered = match parse_id::<u64>(&raw, "order_id") {
-        Ok(order_id) => execute(&shared, Command::QueryOrder { order_id }).await,
+    let answered = match parse_id::<u64>(raw, "order_id") {
+        Ok(order_id) => execute(shared, Command::QueryOrder { order_id }).await,
         Err(answered) => answered,
     };
-    finish(&shared, CommandKind::QueryOrder, started, answered)
+    finish(shared, CommandKind::QueryOrder, started, answered)
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics(shared: &Shared) -> Response {
     let snapshot = shared.engine_snapshot().await;
     let text = shared.metrics.render(&snapshot);
-    let mut response = Response::new(Body::from(text));
+    let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -624,22 +747,6 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     response
 }
 
-async fn healthz() -> Response {
+fn healthz() -> Response {
     json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
-}
-
-async fn not_found(method: Method, uri: Uri) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        &format!("no route for {method} {}", uri.path()),
-    )
-}
-
-async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        &format!("{method} is not allowed on {}", uri.path()),
-    )
 }

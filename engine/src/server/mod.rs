@@ -17,7 +17,6 @@ pub mod tcp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -51,7 +50,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// On shutdown, connections get this long to finish what is in flight.
     pub drain_timeout_ms: u64,
-    /// Commands waiting in the HTTP gateway batcher before it answers busy.
+    /// Commands pending in the HTTP gateway batcher or in the engine through it before it
+    /// answers busy.
     pub gateway_queue_capacity: usize,
     /// Largest engine batch the gateway submits.
     pub gateway_max_batch: usize,
@@ -264,7 +264,7 @@ async fn start(engine: Engine, config: ServerConfig) -> Result<RunningServer, Se
     let http_addr = local(&http_listener, config.http_addr)?;
     let tcp_addr = local(&tcp_listener, config.tcp_addr)?;
 
-    let (gateway, gateway_task) = Gateway::start(
+    let gateway = Gateway::new(
         engine.clone(),
         config.gateway_queue_capacity,
         config.gateway_max_batch,
@@ -299,9 +299,6 @@ async fn start(engine: Engine, config: ServerConfig) -> Result<RunningServer, Se
     let task = tokio::spawn(async move {
         // Each acceptor returns after it stopped accepting and its connections drained.
         let _ = tokio::join!(http_task, tcp_task);
-        // No connection is left to feed the gateway; let it finish what it holds.
-        let drain = Duration::from_millis(1_000);
-        let _ = tokio::time::timeout(drain, gateway_task).await;
         let _ = tokio::task::spawn_blocking(move || engine_for_task.shutdown()).await;
         tracing::info!("flashsale server stopped");
     });
