@@ -48,7 +48,8 @@ struct RunArgs {
     /// Scale the scenario so its peak scheduled rate is N requests/s (e.g. 325k, 2M).
     #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
-    /// inproc (embedded engine), noop, http://HOST:PORT or tcp://HOST:PORT.
+    /// inproc (embedded engine), noop, http://HOST:PORT, tcp://HOST:PORT or
+    /// redis://HOST:PORT[?pipeline=0|1][&flush=1] (the Redis + Lua baseline).
     #[arg(long, default_value = "inproc")]
     target: String,
     /// Connections (concurrent in-flight requests) for network targets.

@@ -1,7 +1,8 @@
 //! What the driver sends requests to. A `Target` takes batches of engine commands without
 //! blocking and answers each batch once through a callback, with the instants it actually sent
 //! and finished it. Implementations: `noop` (answers at once, to measure the generator),
-//! `inproc` (an embedded engine, via its batch API), `http` (the HTTP/JSON contract). This
+//! `inproc` (an embedded engine, via its batch API), `http` (the HTTP/JSON contract), `tcp`
+//! (the binary protocol), `redis` (the Redis + Lua baseline, same contract). This
 //! module owns the adapter layer only; it must not pace, record or decide anything about the
 //! workload.
 
@@ -12,6 +13,7 @@ use std::time::Instant;
 pub mod http;
 pub mod inproc;
 pub mod noop;
+pub mod redis;
 pub mod tcp;
 
 /// Why a whole batch got no outcome.
@@ -60,7 +62,9 @@ pub type Done = Box<dyn FnOnce(Completion) + Send + 'static>;
 /// Setting up or querying a target failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("invalid target `{0}`: expected inproc, noop, http://HOST:PORT or tcp://HOST:PORT")]
+    #[error(
+        "invalid target `{0}`: expected inproc, noop, http://HOST:PORT, tcp://HOST:PORT or redis://HOST:PORT"
+    )]
     Spec(String),
     #[error("{0}")]
     Unsupported(String),
@@ -135,6 +139,9 @@ pub fn from_spec(spec: &str, options: &TargetOptions) -> Result<Arc<dyn Target>,
     }
     if spec.starts_with("tcp://") {
         return Ok(Arc::new(tcp::Tcp::connect(spec, options)?));
+    }
+    if spec.starts_with("redis://") {
+        return Ok(Arc::new(redis::Redis::connect(spec, options)?));
     }
     Err(TargetError::Spec(spec.to_string()))
 }
