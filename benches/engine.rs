@@ -6,8 +6,12 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use flashsale::engine::{Clock, Command, Engine, EngineConfig, Outcome, Shard, SkuConfig};
+use flashsale::engine::journal::record;
+use flashsale::engine::{
+    Clock, Command, Engine, EngineConfig, Outcome, Shard, SkuConfig, protocol,
+};
 
 #[path = "workloads.rs"]
 mod workloads;

@@ -11,8 +11,11 @@ mod workloads;
 
 use std::hint::black_box;
 
-use flashsale::engine::{AvailabilityMirror, Command, Outcome, Shard, SkuConfig};
+use bytes::BytesMut;
+use flashsale::engine::journal::record;
+use flashsale::engine::{AvailabilityMirror, Command, Outcome, Shard, SkuConfig, protocol};
 use gungraun::{library_benchmark, library_benchmark_group, main};
+use hdrhistogram::Histogram;
 
 const BATCH: u64 = 1024;
 
@@ -130,7 +133,57 @@ fn mirror_lookups(mirror: AvailabilityMirror) -> u64 {
     sold_out
 }
 
+fn reserve_batch() -> Vec<Command> {
+    workloads::reserve_batch(BATCH)
+}
+
+fn encoded_reserve_batch() -> Vec<u8> {
+    workloads::encoded_commands(&workloads::reserve_batch(BATCH))
+}
+
+#[library_benchmark]
+#[bench::reserves(setup = reserve_batch)]
+fn wire_encode(commands: Vec<Command>) -> BytesMut {
+    let mut buffer = BytesMut::with_capacity(64 * BATCH as usize);
+    for command in &commands {
+        protocol::encode_command(black_box(command), &mut buffer);
+    }
+    buffer
+}
+
+#[library_benchmark]
+#[bench::reserves(setup = encoded_reserve_batch)]
+fn wire_decode(encoded: Vec<u8>) -> usize {
+    workloads::decode_all(black_box(&encoded))
+}
+
+#[library_benchmark]
+#[bench::reserves(setup = reserve_batch)]
+fn journal_record(commands: Vec<Command>) -> BytesMut {
+    let mut buffer = BytesMut::with_capacity(64 * BATCH as usize);
+    record::append_record(&mut buffer, 7, 1_000, black_box(&commands));
+    buffer
+}
+
+fn histogram_and_samples() -> (Histogram<u64>, Vec<u64>) {
+    (
+        flashsale::loadgen::recorder::new_histogram(),
+        workloads::latency_samples_ns(BATCH as usize),
+    )
+}
+
+#[library_benchmark]
+#[bench::latencies(setup = histogram_and_samples)]
+fn histogram_record((mut histogram, samples): (Histogram<u64>, Vec<u64>)) -> Histogram<u64> {
+    for &latency_ns in &samples {
+        histogram.saturating_record(black_box(latency_ns));
+    }
+    histogram
+}
+
 library_benchmark_group!(name = shard; benchmarks = shard_apply, shard_apply_mixed);
 library_benchmark_group!(name = fast_path; benchmarks = mirror_lookups);
+library_benchmark_group!(name = codecs; benchmarks = wire_encode, wire_decode, journal_record);
+library_benchmark_group!(name = loadgen; benchmarks = histogram_record);
 
-main!(library_benchmark_groups = shard, fast_path);
+main!(library_benchmark_groups = shard, fast_path, codecs, loadgen);

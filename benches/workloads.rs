@@ -71,3 +71,48 @@ pub fn mixed_zipf_workload(commands: usize) -> Vec<Command> {
     }
     out
 }
+
+/// `count` reserves from distinct buyers over 64 SKUs.
+pub fn reserve_batch(count: u64) -> Vec<Command> {
+    (0..count)
+        .map(|i| Command::Reserve {
+            order_id: i,
+            user_id: i,
+            sku_id: (i % 64) as u32,
+            qty: 1,
+        })
+        .collect()
+}
+
+/// `commands` in the wire encoding, back to back.
+pub fn encoded_commands(commands: &[Command]) -> Vec<u8> {
+    let mut buffer = bytes::BytesMut::new();
+    for command in commands {
+        flashsale::engine::protocol::encode_command(command, &mut buffer);
+    }
+    buffer.to_vec()
+}
+
+/// Decodes back-to-back wire-encoded commands; returns how many there were.
+pub fn decode_all(mut bytes: &[u8]) -> usize {
+    let mut count = 0;
+    while !bytes.is_empty() {
+        let (command, used) =
+            flashsale::engine::protocol::decode_command(bytes).expect("benchmark input is valid");
+        std::hint::black_box(command);
+        bytes = &bytes[used..];
+        count += 1;
+    }
+    count
+}
+
+/// Latencies spread like a real run's: mostly sub-millisecond, a tail into seconds.
+pub fn latency_samples_ns(count: usize) -> Vec<u64> {
+    let mut rng = SmallRng::seed_from_u64(7);
+    (0..count)
+        .map(|_| {
+            let exponent: f64 = rng.random_range(3.0..9.5);
+            10f64.powf(exponent) as u64
+        })
+        .collect()
+}
