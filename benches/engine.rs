@@ -239,11 +239,72 @@ fn drive(engine: &Engine, thread: u64, batches: u64, skus: u32) -> Duration {
     start.elapsed()
 }
 
+/// The wire codec: a batch of reserves encoded into one buffer, and decoded back.
+fn wire_codec(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("wire_codec");
+    let commands = workloads::reserve_batch(BATCH as u64);
+    let mut buffer = BytesMut::with_capacity(64 * BATCH);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("encode_commands", |bencher| {
+        bencher.iter(|| {
+            buffer.clear();
+            for command in &commands {
+                protocol::encode_command(black_box(command), &mut buffer);
+            }
+            black_box(buffer.len())
+        })
+    });
+    let encoded = workloads::encoded_commands(&commands);
+    group.bench_function("decode_commands", |bencher| {
+        bencher.iter(|| workloads::decode_all(black_box(&encoded)))
+    });
+    group.finish();
+}
+
+/// A journal record of a batch of reserves: framing, command encoding and CRC32C.
+fn journal_record(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("journal_record");
+    let commands = workloads::reserve_batch(BATCH as u64);
+    let mut buffer = BytesMut::with_capacity(64 * BATCH);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("encode_1024_commands", |bencher| {
+        bencher.iter(|| {
+            buffer.clear();
+            black_box(record::append_record(
+                &mut buffer,
+                7,
+                1_000,
+                black_box(&commands),
+            ))
+        })
+    });
+    group.finish();
+}
+
+/// The load generator's per-answer cost: HdrHistogram records of spread-out latencies.
+fn histogram_recording(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("histogram_recording");
+    let latencies_ns = workloads::latency_samples_ns(BATCH);
+    let mut histogram = flashsale::loadgen::recorder::new_histogram();
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("record_1024", |bencher| {
+        bencher.iter(|| {
+            for &latency_ns in &latencies_ns {
+                histogram.saturating_record(black_box(latency_ns));
+            }
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     hot_sku_flood,
     mixed_shard,
     sold_out_fast_path,
-    runtime_end_to_end
+    runtime_end_to_end,
+    wire_codec,
+    journal_record,
+    histogram_recording
 );
 criterion_main!(benches);
