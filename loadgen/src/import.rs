@@ -113,6 +113,36 @@ fn int<T: std::str::FromStr>(name: &str, text: Option<&str>) -> Result<T, String
         .map_err(|_| format!("{name} `{t}` is not a valid non-negative integer"))
 }
 
+/// Parses `123` or `123.456789` milliseconds exactly into nanoseconds (no float rounding:
+/// epoch milliseconds need 41 bits, more than f64 keeps once multiplied to ns).
+fn parse_ms(text: &str) -> Result<u64, String> {
+    if text.starts_with('-') {
+        return Err(format!("timestamp_ms `{text}` must be ≥ 0"));
+    }
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !(frac.is_empty() || digits(frac)) {
+        return Err(format!(
+            "timestamp_ms `{text}` is not a number (milliseconds, e.g. 1700000000123.5)"
+        ));
+    }
+    if frac.len() > 6 {
+        return Err(format!(
+            "timestamp_ms `{text}` has more than 6 decimals (finer than a nanosecond)"
+        ));
+    }
+    let too_big = || format!("timestamp_ms `{text}` is too large");
+    let ms: u64 = whole.parse().map_err(|_| too_big())?;
+    let frac_ns: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u64>().map_err(|_| too_big())? * 10u64.pow(6 - frac.len() as u32)
+    };
+    ms.checked_mul(1_000_000)
+        .and_then(|ns| ns.checked_add(frac_ns))
+        .ok_or_else(too_big)
+}
+
 /// Validates one row's fields into (timestamp ns, command).
 fn to_command(fields: [Option<&str>; 6]) -> Result<(u64, Command), String> {
     let [ts, op, order, user, sku, qty] = fields;
@@ -120,15 +150,7 @@ fn to_command(fields: [Option<&str>; 6]) -> Result<(u64, Command), String> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or("timestamp_ms is missing")?;
-    let ms: f64 = ts_text
-        .parse()
-        .map_err(|_| format!("timestamp_ms `{ts_text}` is not a number"))?;
-    if !(ms.is_finite() && ms >= 0.0 && ms < 1e15) {
-        return Err(format!(
-            "timestamp_ms `{ts_text}` must be a finite number ≥ 0"
-        ));
-    }
-    let at_ns = (ms * 1e6).round() as u64;
+    let at_ns = parse_ms(ts_text)?;
     let order_id: u64 = int("order_id", order)?;
     let user_id: u64 = int("user_id", user)?;
     let op = op
@@ -169,7 +191,7 @@ fn parse(
     let file = File::open(input).map_err(read_err)?;
     let mut rows = Vec::new();
     let mut seen = 0u64;
-    // Column positions in a CSV; a header row (first field `timestamp_ms`) may reorder them.
+    // Column positions in a CSV; a header row (naming the columns) may reorder them.
     let mut positions: [usize; 6] = [0, 1, 2, 3, 4, 5];
     let mut first = true;
     for (index, line) in BufReader::new(file).lines().enumerate() {
@@ -193,9 +215,11 @@ fn parse(
         let parsed = match format {
             Format::Csv => {
                 let cells: Vec<&str> = trimmed.split(',').map(str::trim).collect();
+                // The first row is a header when it names any of the columns.
                 if was_first
-                    && cells.first().map(|c| c.to_ascii_lowercase()).as_deref()
-                        == Some("timestamp_ms")
+                    && cells
+                        .iter()
+                        .any(|c| COLUMNS.iter().any(|n| c.eq_ignore_ascii_case(n)))
                 {
                     let mut found = [usize::MAX; 6];
                     for (i, cell) in cells.iter().enumerate() {
