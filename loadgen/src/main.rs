@@ -593,9 +593,12 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
     let slos = parse_slos(&args.slos)?;
     let workload = match (&args.trace, &args.scenario) {
         (Some(trace), _) => SweepWorkload::Trace(trace.clone()),
-        (None, file) => {
-            SweepWorkload::Scenario(load_scenario(&args.profile, file.as_ref(), None, None)?)
-        }
+        (None, file) => SweepWorkload::Scenario(Box::new(load_scenario(
+            &args.profile,
+            file.as_ref(),
+            None,
+            None,
+        )?)),
     };
     args.target.options()?;
     let out_dir = args.out.clone().unwrap_or_else(|| {

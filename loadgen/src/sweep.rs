@@ -45,7 +45,7 @@ pub enum SweepError {
 #[derive(Clone, Debug)]
 pub enum SweepWorkload {
     /// Scaled so its peak scheduled rate is the step's rate, stretched to the step's length.
-    Scenario(Scenario),
+    Scenario(Box<Scenario>),
     /// Replayed at the speed that makes its busiest second the step's rate, looped to fill the
     /// step's length.
     Trace(PathBuf),
@@ -481,7 +481,8 @@ fn draw(
     let root = SVGBackend::with_string(out, (900, 760)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(400);
-    let quantiles: [(&str, fn(&Percentiles) -> f64); 4] = [
+    type Pick = fn(&Percentiles) -> f64;
+    let quantiles: [(&str, Pick); 4] = [
         ("p50", |p| p.p50_us),
         ("p90", |p| p.p90_us),
         ("p99", |p| p.p99_us),

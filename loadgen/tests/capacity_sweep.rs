@@ -26,7 +26,7 @@ fn reserves_only() -> Scenario {
 
 fn options(out: &Path, from: f64, to: f64, step_s: f64) -> SweepOptions {
     SweepOptions {
-        workload: SweepWorkload::Scenario(reserves_only()),
+        workload: SweepWorkload::Scenario(Box::new(reserves_only())),
         seed: 1,
         from_rate_per_s: from,
         to_rate_per_s: to,

@@ -167,7 +167,6 @@ fn write_loop(
     while let Ok(batch) = receiver.try_recv() {
         write(batch)?;
     }
-    drop(write);
     drop(receiver);
     let (_, trailer) = writer.finish(counters.dropped.load(Ordering::Acquire))?;
     Ok(trailer)
