@@ -185,6 +185,10 @@ struct SweepArgs {
     /// Length of each step.
     #[arg(long, value_parser = parse_duration_s, default_value = "10s")]
     step_duration: f64,
+    /// A first, unjudged step at --from of this length (a fresh server's first seconds are not
+    /// its steady state); 0 for none.
+    #[arg(long, value_parser = parse_duration_or_zero, default_value = "2s")]
+    warmup: f64,
     /// Bisection stops when the failing rate is within this fraction of the passing one.
     #[arg(long, default_value_t = 0.05)]
     precision: f64,
@@ -201,8 +205,11 @@ struct SweepArgs {
     max_error_ratio: f64,
     #[command(flatten)]
     target: TargetArgs,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// Seed of the first step (step i uses seed + i). Default: the current Unix time, so a
+    /// second sweep against the same server does not repeat the first one's order ids (it is
+    /// printed and kept in sweep.json: pass it to reproduce a sweep against a fresh server).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Output directory for sweep.json and sweep.svg (default reports/sweep-<timestamp>/).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -295,6 +302,13 @@ fn parse_duration_s(s: &str) -> Result<f64, String> {
         return Err(format!("duration must be > 0, got `{s}`"));
     }
     Ok(v * mult)
+}
+
+fn parse_duration_or_zero(s: &str) -> Result<f64, String> {
+    if s.trim().trim_end_matches(['s', 'm', 'h']).trim() == "0" {
+        return Ok(0.0);
+    }
+    parse_duration_s(s)
 }
 
 fn default_out_dir() -> PathBuf {
@@ -601,6 +615,11 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         )?)),
     };
     args.target.options()?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs())
+    });
     let out_dir = args.out.clone().unwrap_or_else(|| {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -609,11 +628,12 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
     });
     let options = SweepOptions {
         workload,
-        seed: args.seed,
+        seed,
         from_rate_per_s: args.from,
         to_rate_per_s: args.to,
         step_factor: args.step_factor,
         step_duration_s: args.step_duration,
+        warmup_s: args.warmup,
         precision: args.precision,
         max_refinements: args.max_refinements,
         slos,
@@ -630,7 +650,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         verbose: true,
     };
     eprintln!(
-        "sweeping {} .. {} /s against {} (steps of {:.1}s), output in {}",
+        "sweeping {} .. {} /s against {} (steps of {:.1}s, seed {seed}), output in {}",
         args.from,
         args.to,
         args.target.target,

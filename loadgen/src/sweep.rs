@@ -6,7 +6,8 @@
 //! evaluation) on a fresh target from the factory, with its own seed / order-id range so steps
 //! against one server never collide. Output: `sweep.json` (every step's offered and achieved
 //! rate and percentiles) and `sweep.svg` (latency percentiles and achieved rate against offered
-//! rate). It owns the search and its output; it must not pace requests or judge SLOs itself.
+//! rate). An optional warm-up step at `from` comes first and is not judged. It owns the search
+//! and its output; it must not pace requests or judge SLOs itself.
 
 use crate::driver::{AbortWhen, DriverConfig};
 use crate::recorder::{LABELS, Live, Percentiles, is_error_label};
@@ -59,6 +60,9 @@ pub struct SweepOptions {
     /// Each climbing step's rate is the previous one's times this.
     pub step_factor: f64,
     pub step_duration_s: f64,
+    /// A first step at `from` of this length, not judged (0: none): a fresh server's first
+    /// seconds (page faults, table growth, connection set-up) are not its steady state.
+    pub warmup_s: f64,
     /// Bisection stops once the failing rate is within this fraction above the passing one.
     pub precision: f64,
     pub max_refinements: u32,
@@ -87,7 +91,7 @@ pub struct StepOp {
 #[derive(Clone, Debug, Serialize)]
 pub struct StepResult {
     pub index: usize,
-    /// `climb` or `bisect`.
+    /// `warmup` (not judged), `climb` or `bisect`.
     pub phase: &'static str,
     /// The rate asked for: the scenario's peak scheduled (fresh) rate, or the trace's busiest
     /// second × speed.
@@ -116,6 +120,8 @@ pub struct SweepResult {
     pub target: String,
     pub slos: Vec<String>,
     pub step_duration_s: f64,
+    /// The first step's seed (step i uses seed + i).
+    pub seed: u64,
     /// Highest step rate that met every SLO (None: even `from` failed).
     pub max_rate_per_s: Option<f64>,
     /// That step's measured offered and achieved request rates.
@@ -203,6 +209,9 @@ fn check(options: &SweepOptions) -> Result<(), SweepError> {
     if !(options.step_duration_s.is_finite() && options.step_duration_s > 0.0) {
         return bad("--step-duration must be > 0".into());
     }
+    if !(options.warmup_s.is_finite() && options.warmup_s >= 0.0) {
+        return bad("--warmup must be >= 0".into());
+    }
     if !(options.precision.is_finite() && options.precision > 0.0) {
         return bad("--precision must be > 0".into());
     }
@@ -228,13 +237,18 @@ pub fn sweep(options: &SweepOptions, target: &Factory<'_>) -> Result<SweepResult
     let mut described = String::new();
     let mut workload_name = String::new();
     let mut run_step = |rate: f64, phase: &'static str| -> Result<bool, SweepError> {
+        let duration_s = if phase == "warmup" {
+            options.warmup_s
+        } else {
+            options.step_duration_s
+        };
         let index = steps.len();
         let t = target().map_err(|source| SweepError::Target {
             step: index,
             source,
         })?;
         described = t.describe();
-        let (plan, name) = step_plan(options, rate, index)?;
+        let (plan, name) = step_plan(options, rate, index, duration_s)?;
         workload_name = name;
         let result = run_one(options, plan, t.clone(), index, rate, phase);
         t.shutdown();
@@ -260,6 +274,9 @@ pub fn sweep(options: &SweepOptions, target: &Factory<'_>) -> Result<SweepResult
     }
     rates.push(options.to_rate_per_s);
     let (mut lo, mut hi) = (None::<f64>, None::<f64>);
+    if options.warmup_s > 0.0 {
+        run_step(options.from_rate_per_s, "warmup")?;
+    }
     for rate in rates {
         if run_step(rate, "climb")? {
             lo = Some(rate);
@@ -282,12 +299,17 @@ pub fn sweep(options: &SweepOptions, target: &Factory<'_>) -> Result<SweepResult
         lo = Some(l);
         hi = Some(h);
     }
-    let best = lo.and_then(|l| steps.iter().find(|s| s.passed && s.rate_per_s == l));
+    let best = lo.and_then(|l| {
+        steps
+            .iter()
+            .find(|s| s.passed && s.phase != "warmup" && s.rate_per_s == l)
+    });
     let result = SweepResult {
         workload: workload_name,
         target: described,
         slos: options.slos.iter().map(|s| s.spec.clone()).collect(),
         step_duration_s: options.step_duration_s,
+        seed: options.seed,
         max_rate_per_s: lo,
         max_offered_rate_per_s: best.map(|s| s.offered_rate_per_s),
         max_achieved_rate_per_s: best.map(|s| s.achieved_rate_per_s),
@@ -315,11 +337,12 @@ fn step_plan(
     options: &SweepOptions,
     rate: f64,
     index: usize,
+    duration_s: f64,
 ) -> Result<(Plan, String), SweepError> {
     match &options.workload {
         SweepWorkload::Scenario(base) => {
             let mut scenario = base.clone();
-            scenario.set_duration_s(options.step_duration_s)?;
+            scenario.set_duration_s(duration_s)?;
             scenario.set_peak_rate(rate)?;
             // A seed per step: its own order ids (steps against one server never collide).
             let seed = options.seed.wrapping_add(index as u64);
@@ -333,7 +356,7 @@ fn step_plan(
             let peak = info.peak_rate_per_s.max(1) as f64;
             let speed = rate / peak;
             let span_s = (info.duration_s + 0.001) / speed;
-            let loops = (options.step_duration_s / span_s).ceil().max(1.0) as u64;
+            let loops = (duration_s / span_s).ceil().max(1.0) as u64;
             let replay = replay::plan(
                 path,
                 &ReplayOptions {
@@ -471,7 +494,11 @@ fn draw(
     slo_limit_ms: f64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let op = result.chart_op();
-    let mut steps: Vec<&StepResult> = result.steps.iter().collect();
+    let mut steps: Vec<&StepResult> = result
+        .steps
+        .iter()
+        .filter(|s| s.phase != "warmup")
+        .collect();
     steps.sort_by(|a, b| a.offered_rate_per_s.total_cmp(&b.offered_rate_per_s));
     let x_max = steps
         .iter()

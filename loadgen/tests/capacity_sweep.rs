@@ -32,6 +32,7 @@ fn options(out: &Path, from: f64, to: f64, step_s: f64) -> SweepOptions {
         to_rate_per_s: to,
         step_factor: 1.6,
         step_duration_s: step_s,
+        warmup_s: 0.0,
         precision: 0.04,
         max_refinements: 6,
         slos: vec![Slo::parse("reserve.p90<30ms").unwrap()],

@@ -230,4 +230,17 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn metrics_show_written_and_dropped_records() {
+        use crate::server::metrics::{EngineSnapshot, Metrics};
+        let text = Metrics::new().render(&EngineSnapshot {
+            capture: Some((5, 2)),
+            ..EngineSnapshot::default()
+        });
+        assert!(text.contains("flashsale_capture_records_total 5"), "{text}");
+        assert!(text.contains("flashsale_capture_dropped_total 2"), "{text}");
+        let text = Metrics::new().render(&EngineSnapshot::default());
+        assert!(!text.contains("flashsale_capture"), "no capture, no capture metrics");
+    }
 }
