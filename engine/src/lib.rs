@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod runtime;
 pub mod server;
 pub mod shard;
+pub mod trace;
 pub mod types;
 
 pub use mirror::AvailabilityMirror;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use flashsale_engine::journal::Durability;
+use flashsale_engine::server::capture::Capture;
 use flashsale_engine::server::catalog::load_catalog;
 use flashsale_engine::server::limits::AdminToken;
 use flashsale_engine::server::{ServerConfig, serve};
@@ -103,6 +104,11 @@ struct ServeArgs {
     /// Snapshot each shard after this many journaled commands (0: only at a clean stop).
     #[arg(long, default_value_t = 2_000_000)]
     snapshot_every_commands: u64,
+    /// Record every request the server receives, with its arrival time, into this trace file
+    /// (docs/trace-format.md). Never blocks requests: a writer that falls behind drops records
+    /// and counts them (`flashsale_capture_dropped_total`, the trace's trailer).
+    #[arg(long)]
+    capture: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -184,6 +190,13 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !admin_token.is_configured() {
         tracing::warn!("no admin token: admin endpoints will answer 401");
     }
+    let capture = match &args.capture {
+        Some(path) => Some(
+            Capture::create(path, 65_536)
+                .with_context(|| format!("cannot create capture file {}", path.display()))?,
+        ),
+        None => None,
+    };
     let config = ServerConfig {
         http_addr: args.http,
         tcp_addr: args.tcp,
@@ -200,6 +213,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         idle_timeout_ms: args.idle_timeout_ms,
         user_rate_limit_per_s: args.user_rate_limit,
+        capture: capture.clone(),
         ..ServerConfig::default()
     };
     let skus = config.catalog.len();
@@ -219,5 +233,16 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     handle.shutdown();
     server.wait().await;
+    if let Some(capture) = capture {
+        let trailer = capture
+            .finish()
+            .with_context(|| format!("capture {} failed", capture.path().display()))?;
+        tracing::info!(
+            path = %capture.path().display(),
+            records = trailer.records,
+            dropped = trailer.dropped,
+            "capture written"
+        );
+    }
     Ok(())
 }

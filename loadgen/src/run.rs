@@ -2,8 +2,11 @@
 //! drive the schedule, verify the sale's invariants, evaluate SLOs and write the report
 //! directory. It wires the other modules together; it must not parse command lines or decide
 //! the process's exit code.
+//!
+//! What is sent is a [`Plan`]: built from a scenario here, or from a trace by `replay`; both go
+//! through [`execute_plan`], so replays get the same driver, recorder, reports and SLO gating.
 
-use crate::driver::{self, DriverConfig};
+use crate::driver::{self, Arrivals, DriverConfig};
 use crate::recorder::{Live, OPS};
 use crate::report::{Summary, SummaryInput, hgrm, hlog::HlogWriter, html};
 use crate::scenario::Scenario;
@@ -11,6 +14,7 @@ use crate::schedule::{self, FollowUps, Schedule, ScheduleError};
 use crate::slo::Slo;
 use crate::target::{Target, TargetError};
 use crate::verify::{self, Ledger, Verdict};
+use flashsale_engine::SkuConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +45,48 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
+/// What one run sends and how it is checked.
+pub struct Plan {
+    /// Shown in reports (the scenario's name, or `replay of FILE`).
+    pub name: String,
+    pub seed: u64,
+    /// Created on the target before the clock starts (nothing when empty).
+    pub catalog: Vec<SkuConfig>,
+    pub arrivals: Box<dyn Arrivals + Send>,
+    /// The funnel's pays, cancels and bot retries; None sends the arrivals only.
+    pub follow_ups: Option<FollowUps>,
+    /// (per-user limit, hold TTL in ms) for the ledger; None: invariants are not checked.
+    pub ledger: Option<(u32, u64)>,
+    pub duration_s: f64,
+    pub peak_offered_rate_per_s: f64,
+}
+
+impl Plan {
+    /// The generated schedule of a scenario, as `run` sends it.
+    pub fn from_scenario(scenario: &Scenario, seed: u64) -> Result<Plan, RunError> {
+        Ok(Plan {
+            name: scenario.name.clone(),
+            seed,
+            catalog: schedule::catalog(scenario, seed),
+            arrivals: Box::new(Schedule::new(scenario, seed)?),
+            follow_ups: Some(FollowUps::new(scenario, seed)),
+            ledger: Some((scenario.catalog.per_user_limit, scenario.hold_ttl_ms())),
+            duration_s: scenario.duration_s(),
+            peak_offered_rate_per_s: scenario.peak_offered_rate_per_s(),
+        })
+    }
+}
+
+/// Everything about a run that is not the workload.
+pub struct RunSettings {
+    pub target: Arc<dyn Target>,
+    /// Where reports go; None writes nothing.
+    pub out_dir: Option<PathBuf>,
+    pub slos: Vec<Slo>,
+    pub driver: DriverConfig,
+    pub progress: bool,
+}
+
 /// The result of a run: the summary (with verdict and SLO results) and where it was written.
 pub struct RunReport {
     pub summary: Summary,
@@ -60,8 +106,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     }
 }
 
-pub fn execute(mut options: RunOptions) -> Result<RunReport, RunError> {
-    let scenario = &options.scenario;
+pub fn execute(options: RunOptions) -> Result<RunReport, RunError> {
+    let plan = Plan::from_scenario(&options.scenario, options.seed)?;
+    execute_plan(
+        plan,
+        RunSettings {
+            target: options.target,
+            out_dir: options.out_dir,
+            slos: options.slos,
+            driver: options.driver,
+            progress: options.progress,
+        },
+    )
+}
+
+/// Runs a plan: catalog setup, the open-loop driver, verification, SLOs, reports.
+pub fn execute_plan(plan: Plan, mut options: RunSettings) -> Result<RunReport, RunError> {
     let started = SystemTime::now();
     let hlog = match &options.out_dir {
         Some(dir) => {
@@ -72,16 +132,25 @@ pub fn execute(mut options: RunOptions) -> Result<RunReport, RunError> {
         None => None,
     };
     let target = options.target.clone();
-    let catalog = schedule::catalog(scenario, options.seed);
-    tracing::info!(skus = catalog.len(), target = %target.describe(), "creating the catalog");
-    target.setup(&catalog)?;
-
-    let schedule = Schedule::new(scenario, options.seed)?;
-    let follow_ups = FollowUps::new(scenario, options.seed);
-    let ledger = Ledger::new(scenario.catalog.per_user_limit, scenario.hold_ttl_ms());
-    options.driver.track_ledger = target.keeps_state();
+    let Plan {
+        name,
+        seed,
+        catalog,
+        mut arrivals,
+        follow_ups,
+        ledger: ledger_spec,
+        duration_s,
+        peak_offered_rate_per_s,
+    } = plan;
+    if !catalog.is_empty() {
+        tracing::info!(skus = catalog.len(), target = %target.describe(), "creating the catalog");
+        target.setup(&catalog)?;
+    }
+    let (limit, ttl_ms) = ledger_spec.unwrap_or((u32::MAX, 1));
+    let ledger = Ledger::new(limit, ttl_ms);
+    let verifiable = target.keeps_state() && ledger_spec.is_some();
+    options.driver.track_ledger = verifiable;
     let live = Arc::new(Live::default());
-    let duration_s = scenario.duration_s();
 
     let stop = Arc::new(AtomicBool::new(false));
     let progress = options.progress.then(|| {
@@ -110,7 +179,7 @@ pub fn execute(mut options: RunOptions) -> Result<RunReport, RunError> {
 
     let output = driver::run(
         target.clone(),
-        schedule,
+        &mut *arrivals,
         follow_ups,
         ledger,
         duration_s,
@@ -126,18 +195,18 @@ pub fn execute(mut options: RunOptions) -> Result<RunReport, RunError> {
 
     let mut summary = Summary::build(
         SummaryInput {
-            scenario: &scenario.name,
+            scenario: &name,
             target: target.describe(),
-            seed: options.seed,
+            seed,
             started_at_unix_s: started
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            peak_offered_rate_per_s: scenario.peak_offered_rate_per_s(),
+            peak_offered_rate_per_s,
         },
         &output.recording,
         &output.send,
     );
-    summary.verdict = if target.keeps_state() {
+    summary.verdict = if verifiable {
         let ids: Vec<_> = catalog.iter().map(|c| c.sku_id).collect();
         let views = target.query_skus(&ids)?;
         let failures: u64 = ["transport_error", "timeout", "protocol_error", "busy"]
@@ -146,6 +215,8 @@ pub fn execute(mut options: RunOptions) -> Result<RunReport, RunError> {
             .sum();
         let complete = output.send.unanswered == 0 && failures == 0;
         verify::verify(&catalog, &views, &output.ledger, complete)
+    } else if target.keeps_state() {
+        Verdict::skipped("the workload has no ledger model (a captured or imported trace)")
     } else {
         Verdict::skipped("the target keeps no state")
     };

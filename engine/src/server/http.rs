@@ -388,6 +388,7 @@ fn outcome_response(outcome: &Outcome) -> Response {
 type Answered = (Response, usize);
 
 async fn execute(shared: &Shared, command: Command) -> Answered {
+    shared.capture(std::slice::from_ref(&command));
     let outcome = shared.gateway.execute(command).await;
     if outcome == Outcome::Rejected(Reject::Busy) {
         shared.metrics.gateway_busy();

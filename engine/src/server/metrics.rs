@@ -312,6 +312,12 @@ impl Metrics {
                 view.available, view.held, view.sold
             );
         }
+        if let Some((records, dropped)) = engine.capture {
+            let _ = writeln!(
+                out,
+                "# HELP flashsale_capture_records_total Requests written to the --capture trace.\n# TYPE flashsale_capture_records_total counter\nflashsale_capture_records_total {records}\n# HELP flashsale_capture_dropped_total Requests the --capture writer could not keep up with (not in the trace).\n# TYPE flashsale_capture_dropped_total counter\nflashsale_capture_dropped_total {dropped}"
+            );
+        }
         out
     }
 }
@@ -328,6 +334,8 @@ pub struct EngineSnapshot {
     pub skus: Vec<SkuView>,
     /// How many SKUs get their own gauges.
     pub per_sku_limit: usize,
+    /// (records written, records dropped) of a running `--capture`.
+    pub capture: Option<(u64, u64)>,
 }
 
 /// Per-connection counts, flushed to [`Metrics`] in one go.

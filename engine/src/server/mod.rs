@@ -7,6 +7,7 @@
 //! [`serve`] is what the binary runs and what integration tests call (bind to port 0, read the
 //! bound addresses off the [`RunningServer`]).
 
+pub mod capture;
 pub mod catalog;
 pub mod gateway;
 pub mod http;
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     pub rate_limit_max_users: usize,
     /// SKUs that get their own gauges in `/metrics`.
     pub metrics_sku_limit: usize,
+    /// Records every command the front doors hand to the engine (`serve --capture`).
+    pub capture: Option<Arc<capture::Capture>>,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +92,7 @@ impl Default for ServerConfig {
             user_rate_limit_per_s: None,
             rate_limit_max_users: 1 << 20,
             metrics_sku_limit: 64,
+            capture: None,
         }
     }
 }
@@ -120,6 +124,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Hands commands that just arrived to the capture, if one is running (never blocks).
+    pub fn capture(&self, commands: &[Command]) {
+        if let Some(capture) = &self.config.capture {
+            capture.record(commands);
+        }
+    }
+
     /// Reads the engine's figures for `/metrics`: stats plus every SKU's view, queried in one
     /// batch.
     pub async fn engine_snapshot(&self) -> EngineSnapshot {
@@ -151,6 +162,11 @@ impl Shared {
             queue_depths: stats.queue_depths,
             skus,
             per_sku_limit: self.config.metrics_sku_limit,
+            capture: self
+                .config
+                .capture
+                .as_ref()
+                .map(|c| (c.records(), c.dropped())),
         }
     }
 }
@@ -232,7 +248,10 @@ async fn start(engine: Engine, config: ServerConfig) -> Result<RunningServer, Se
             .catalog
             .iter()
             .map(|sku| Command::UpsertSku(*sku))
-            .collect();
+            .collect::<Vec<_>>();
+        if let Some(capture) = &config.capture {
+            capture.record(&commands);
+        }
         let outcomes = engine.submit_async(commands).await;
         for (sku, outcome) in config.catalog.iter().zip(outcomes) {
             if let Outcome::Rejected(reject) = outcome {

@@ -325,6 +325,7 @@ fn decode_batch(
     if !commands.is_empty() {
         pending.engine_count = commands.len();
         let (reply, outcomes) = oneshot::channel();
+        shared.capture(&commands);
         shared.engine.submit(commands, move |outcomes| {
             // The writer may have gone (client disconnected): nothing to deliver then.
             let _ = reply.send(outcomes);

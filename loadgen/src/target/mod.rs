@@ -12,6 +12,7 @@ use std::time::Instant;
 
 pub mod http;
 pub mod inproc;
+pub mod limited;
 pub mod noop;
 pub mod redis;
 pub mod tcp;
@@ -63,7 +64,7 @@ pub type Done = Box<dyn FnOnce(Completion) + Send + 'static>;
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error(
-        "invalid target `{0}`: expected inproc, noop, http://HOST:PORT, tcp://HOST:PORT or redis://HOST:PORT"
+        "invalid target `{0}`: expected inproc, noop, limited:RATE, http://HOST:PORT, tcp://HOST:PORT or redis://HOST:PORT"
     )]
     Spec(String),
     #[error("{0}")]
@@ -130,6 +131,10 @@ pub fn from_spec(spec: &str, options: &TargetOptions) -> Result<Arc<dyn Target>,
     }
     if spec == "noop" {
         return Ok(Arc::new(noop::Noop));
+    }
+    if let Some(rate) = spec.strip_prefix("limited:") {
+        let rate = limited::parse_rate(rate).ok_or_else(|| TargetError::Spec(spec.to_string()))?;
+        return Ok(Arc::new(limited::Limited::start(rate)?));
     }
     if let Some(rest) = spec.strip_prefix("http://") {
         if rest.is_empty() || rest.contains('/') {

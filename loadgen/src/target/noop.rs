@@ -10,7 +10,7 @@ use std::time::Instant;
 
 pub struct Noop;
 
-fn answer(command: &Command) -> Outcome {
+pub(crate) fn answer(command: &Command) -> Outcome {
     let view = |order_id, user_id, sku_id, qty, status| OrderView {
         order_id,
         user_id,
