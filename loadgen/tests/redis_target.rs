@@ -1,7 +1,10 @@
 //! The redis:// target (Redis + Lua baseline) against a real `redis-server`. Each test starts
 //! its own server on a free loopback port, in a temp dir, with persistence off
 //! (`--save '' --appendonly no`), and kills it at the end. Without `redis-server` on PATH the
-//! tests FAIL (CI installs it from Debian's packages): they must never pass without running.
+//! tests FAIL in CI (`CI` or `FLASHSALE_REQUIRE_REDIS` set; `.ci/run` installs it from Debian's
+//! packages), so there they never pass without running. On a newcomer's machine without Redis
+//! they say loudly that they were skipped and how to install it, so `cargo test --workspace`
+//! works on a fresh checkout.
 //!
 //! Covered: the scripts one by one (idempotent retry, id conflict, limit exceeded, sold out,
 //! not on sale, invalid qty, unknown SKU / order, not owner, pay / cancel transitions, pay
@@ -31,7 +34,24 @@ struct RedisServer {
 }
 
 impl RedisServer {
-    fn start() -> RedisServer {
+    /// `None` (after saying so on stderr) when `redis-server` is not installed and Redis is not
+    /// required; a panic when it is required (CI) or when it is installed but does not start.
+    fn start() -> Option<RedisServer> {
+        let required = std::env::var_os("CI").is_some()
+            || std::env::var_os("FLASHSALE_REQUIRE_REDIS").is_some();
+        let installed = Process::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed && !required {
+            eprintln!(
+                "SKIPPED: `redis-server` is not installed, so the redis:// target was not tested. \
+                 Install it (`apt-get install -y redis-server`) to run these tests; CI requires them."
+            );
+            return None;
+        }
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -65,7 +85,7 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+        Some(server)
     }
 
     fn ping(&self) -> bool {
@@ -138,7 +158,9 @@ fn sku(target: &dyn Target, sku_id: u32) -> (u64, u64, u64) {
 
 #[test]
 fn scripts_follow_the_contract() {
-    let server = RedisServer::start();
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     for query in ["", "?pipeline=0&flush=1"] {
         let t = open(&server.spec(query), 2);
         let t = &*t;
@@ -275,7 +297,9 @@ fn scripts_follow_the_contract() {
 /// the hour-long TTL keeps expiry out of this test).
 #[test]
 fn random_commands_match_the_reference_model() {
-    let server = RedisServer::start();
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     let t = open(&server.spec("?pipeline=0"), 1);
     let catalog = [
         SkuConfig::simple(1, 4, 2, 3_600_000),
@@ -393,7 +417,9 @@ fn check(report: &RunReport, skus: usize) {
 
 #[test]
 fn double11_through_redis_passes_the_loadgen_verification() {
-    let server = RedisServer::start();
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
     // Pipelined, 500 SKUs.
     check(
         &run_scenario(&server.spec(""), 500, 5_000.0, 4, |_| {}),
