@@ -241,6 +241,9 @@ mod tests {
         assert!(text.contains("flashsale_capture_records_total 5"), "{text}");
         assert!(text.contains("flashsale_capture_dropped_total 2"), "{text}");
         let text = Metrics::new().render(&EngineSnapshot::default());
-        assert!(!text.contains("flashsale_capture"), "no capture, no capture metrics");
+        assert!(
+            !text.contains("flashsale_capture"),
+            "no capture, no capture metrics"
+        );
     }
 }
