@@ -388,16 +388,19 @@ fn run_one(
         .fold(0.0f64, f64::max);
     let far_us = limit_us * options.far_factor;
     let strikes = Arc::new(AtomicU32::new(0));
-    driver.abort = Some(AbortWhen(Arc::new(move |live: &Live| {
-        let p99 = live.last_reserve_p99_us.load(Ordering::Relaxed) as f64;
-        // `Live` is refreshed once per interval; count strikes per distinct reading.
-        if p99 > far_us {
-            strikes.fetch_add(1, Ordering::Relaxed) >= 20
-        } else {
-            strikes.store(0, Ordering::Relaxed);
-            false
-        }
-    })));
+    // The warm-up runs its whole length however slow it is: warming up is its purpose.
+    driver.abort = (phase != "warmup").then(|| {
+        AbortWhen(Arc::new(move |live: &Live| {
+            let p99 = live.last_reserve_p99_us.load(Ordering::Relaxed) as f64;
+            // `Live` is refreshed once per interval; count strikes per distinct reading.
+            if p99 > far_us {
+                strikes.fetch_add(1, Ordering::Relaxed) >= 20
+            } else {
+                strikes.store(0, Ordering::Relaxed);
+                false
+            }
+        }))
+    });
     let report = run::execute_plan(
         plan,
         RunSettings {
