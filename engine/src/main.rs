@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP/JSON API and the binary TCP protocol.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Read a data directory's journal and snapshots (read-only).
     #[command(subcommand)]
     Journal(JournalCommand),
@@ -120,7 +120,7 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let args = match Cli::parse().command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         Command::Journal(command) => return journal_tool(command),
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -303,6 +303,13 @@ impl Engine {
                     .saturating_mul(config.orders_capacity_per_shard),
                 FxBuildHasher,
             ));
+        // Touch the directory's memory now, as the shards do theirs (see `Shard::with_capacity`).
+        // 90%: the capacity is split over the map's internal shards by hash, and no internal
+        // shard may be pushed past its share (that would grow it, the very thing avoided here).
+        for order_id in 0..(directory.capacity() as u64) * 9 / 10 {
+            directory.insert(order_id, 0);
+        }
+        directory.clear();
         let expired_holds = Arc::new(AtomicU64::new(0));
         let durability_failure = Arc::new(DurabilityFailure::default());
         let mut journals: Vec<Option<JournalStart>> = journals.into_iter().map(Some).collect();
