@@ -133,6 +133,39 @@ fn cargo_bench(bench: &str, extra: &[String]) -> Result<()> {
 /// Criterion's `change/estimates.json` of every benchmark under `dir`, keyed by its id.
 fn criterion_changes(dir: &Path) -> Result<BTreeMap<String, (f64, f64, f64)>> {
     let mut changes = BTreeMap::new();
+    let is_change = |path: &Path| {
+        path.file_name().is_some_and(|n| n == "estimates.json")
+            && path
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "change")
+    };
+    for path in files_under(dir, is_change) {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let estimates: Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let median = &estimates["median"];
+        let point = median["point_estimate"].as_f64();
+        let low = median["confidence_interval"]["lower_bound"].as_f64();
+        let high = median["confidence_interval"]["upper_bound"].as_f64();
+        let (Some(point), Some(low), Some(high)) = (point, low, high) else {
+            bail!("{} has no median change estimate", path.display());
+        };
+        let id = path
+            .parent()
+            .and_then(Path::parent)
+            .and_then(|bench| bench.strip_prefix(dir).ok())
+            .map(|id| id.display().to_string())
+            .unwrap_or_default();
+        changes.insert(id, (point * 100.0, low * 100.0, high * 100.0));
+    }
+    Ok(changes)
+}
+
+/// Every file below `dir` (recursively) for which `wanted` holds; a missing `dir` has none.
+fn files_under(dir: &Path, wanted: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&current) else {
@@ -142,37 +175,12 @@ fn criterion_changes(dir: &Path) -> Result<BTreeMap<String, (f64, f64, f64)>> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-                continue;
+            } else if wanted(&path) {
+                found.push(path);
             }
-            let is_change = path.file_name().is_some_and(|n| n == "estimates.json")
-                && path
-                    .parent()
-                    .and_then(Path::file_name)
-                    .is_some_and(|n| n == "change");
-            if !is_change {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let estimates: Value = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            let median = &estimates["median"];
-            let point = median["point_estimate"].as_f64();
-            let low = median["confidence_interval"]["lower_bound"].as_f64();
-            let high = median["confidence_interval"]["upper_bound"].as_f64();
-            let (Some(point), Some(low), Some(high)) = (point, low, high) else {
-                bail!("{} has no median change estimate", path.display());
-            };
-            let id = path
-                .parent()
-                .and_then(Path::parent)
-                .and_then(|bench| bench.strip_prefix(dir).ok())
-                .map(|id| id.display().to_string())
-                .unwrap_or_default();
-            changes.insert(id, (point * 100.0, low * 100.0, high * 100.0));
         }
     }
-    Ok(changes)
+    found
 }
 
 fn criterion_gate(options: &Options) -> Result<bool> {
@@ -228,26 +236,16 @@ fn criterion_gate(options: &Options) -> Result<bool> {
 /// Instruction counts of every gungraun benchmark, from the `summary.json` files it writes.
 fn gungraun_instructions(dir: &Path) -> Result<BTreeMap<String, u64>> {
     let mut counts = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().is_some_and(|n| n == "summary.json") {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let summary: Value = serde_json::from_str(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?;
-                let (id, instructions) = summary_instructions(&summary).with_context(|| {
-                    format!("reading the instruction count in {}", path.display())
-                })?;
-                counts.insert(id, instructions);
-            }
-        }
+    for path in files_under(dir, |path| {
+        path.file_name().is_some_and(|n| n == "summary.json")
+    }) {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let summary: Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let (id, instructions) = summary_instructions(&summary)
+            .with_context(|| format!("reading the instruction count in {}", path.display()))?;
+        counts.insert(id, instructions);
     }
     Ok(counts)
 }

@@ -30,29 +30,43 @@ pub fn segment_path(shard_dir: &Path, first_seq: u64) -> PathBuf {
 
 /// The segments of a shard directory, by first sequence.
 pub fn list_segments(shard_dir: &Path) -> Result<Vec<SegmentInfo>, JournalError> {
-    let mut segments = Vec::new();
-    let entries = std::fs::read_dir(shard_dir).map_err(|e| JournalError::io(shard_dir, e))?;
+    let mut segments: Vec<SegmentInfo> =
+        numbered_files(shard_dir, SEGMENT_PREFIX, SEGMENT_SUFFIX, "journal segment")?
+            .into_iter()
+            .map(|(first_seq, path)| SegmentInfo { first_seq, path })
+            .collect();
+    segments.sort_by_key(|segment| segment.first_seq);
+    Ok(segments)
+}
+
+/// `(number, path)` of every file in `dir` named `{prefix}{number}{suffix}`; other files are
+/// ignored, and a file with the prefix and suffix but no number between is a layout error
+/// (`what` names the kind of file in the message).
+pub(super) fn numbered_files(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+    what: &str,
+) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let mut found = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| JournalError::io(dir, e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| JournalError::io(shard_dir, e))?;
+        let entry = entry.map_err(|e| JournalError::io(dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let Some(digits) = name
-            .strip_prefix(SEGMENT_PREFIX)
-            .and_then(|rest| rest.strip_suffix(SEGMENT_SUFFIX))
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
         else {
             continue;
         };
-        let first_seq = digits.parse::<u64>().map_err(|_| JournalError::Layout {
+        let number = digits.parse::<u64>().map_err(|_| JournalError::Layout {
             path: entry.path(),
-            reason: "a journal segment name must carry its first sequence number".to_string(),
+            reason: format!("a {what} name must carry its sequence number"),
         })?;
-        segments.push(SegmentInfo {
-            first_seq,
-            path: entry.path(),
-        });
+        found.push((number, entry.path()));
     }
-    segments.sort_by_key(|segment| segment.first_seq);
-    Ok(segments)
+    Ok(found)
 }
 
 /// Appends to the newest segment of one shard.

@@ -32,24 +32,7 @@ pub fn snapshot_path(shard_dir: &Path, seq: u64) -> PathBuf {
 /// Snapshot files of a shard directory as `(seq, path)`, newest first. Leftover temporary
 /// files of an interrupted write are not snapshots and are not listed.
 pub fn list_snapshots(shard_dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
-    let mut found = Vec::new();
-    let entries = std::fs::read_dir(shard_dir).map_err(|e| JournalError::io(shard_dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| JournalError::io(shard_dir, e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let Some(digits) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.strip_suffix(SUFFIX))
-        else {
-            continue;
-        };
-        let seq = digits.parse::<u64>().map_err(|_| JournalError::Layout {
-            path: entry.path(),
-            reason: "a snapshot name must carry its sequence number".to_string(),
-        })?;
-        found.push((seq, entry.path()));
-    }
+    let mut found = super::segment::numbered_files(shard_dir, PREFIX, SUFFIX, "snapshot")?;
     found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     Ok(found)
 }
