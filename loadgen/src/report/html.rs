@@ -41,6 +41,31 @@ fn svg(
     }
 }
 
+/// Draws each named series as a line in the palette's colours, with the legend every chart of
+/// the report uses.
+fn draw_lines<'chart, 'backend: 'chart, X, Y>(
+    chart: &mut ChartContext<'chart, SVGBackend<'backend>, Cartesian2d<X, Y>>,
+    series: impl IntoIterator<Item = (String, Vec<(f64, f64)>)>,
+) -> DrawResult
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (name, data)) in series.into_iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(data, color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
+    Ok(())
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -64,31 +89,21 @@ fn rate_chart(points: &[IntervalPoint]) -> String {
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
         chart.configure_mesh().x_desc("seconds").draw()?;
-        for (i, (name, get)) in [
+        let series = [
             (
                 "offered",
-                (|p: &IntervalPoint| p.offered) as fn(&IntervalPoint) -> u64,
+                points.iter().map(|p| p.offered).collect::<Vec<_>>(),
             ),
-            ("achieved", |p: &IntervalPoint| p.completed),
+            ("achieved", points.iter().map(|p| p.completed).collect()),
         ]
-        .into_iter()
-        .enumerate()
-        {
-            let color = PALETTE[i];
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|p| (p.start_s, get(p) as f64)),
-                    color.stroke_width(2),
-                ))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()?;
-        Ok(())
+        .map(|(name, values)| {
+            let data = points
+                .iter()
+                .zip(values)
+                .map(|(p, v)| (p.start_s, v as f64));
+            (name.to_string(), data.collect())
+        });
+        draw_lines(&mut chart, series)
     })
 }
 
@@ -131,19 +146,7 @@ fn latency_chart(points: &[IntervalPoint]) -> String {
             .x_desc("seconds")
             .y_desc("ms")
             .draw()?;
-        for (i, (name, data)) in series.into_iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(data, color.stroke_width(2)))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()?;
-        Ok(())
+        draw_lines(&mut chart, series)
     })
 }
 
@@ -190,19 +193,7 @@ fn spectrum_chart(total: &[OpHistograms; 3]) -> String {
             .x_desc("1/(1-percentile): 10 = p90, 100 = p99, 1000 = p99.9")
             .y_desc("ms")
             .draw()?;
-        for (i, (name, data)) in series.into_iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(data, color.stroke_width(2)))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()?;
-        Ok(())
+        draw_lines(&mut chart, series)
     })
 }
 
@@ -226,22 +217,11 @@ fn outcome_chart(points: &[IntervalPoint]) -> String {
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
         chart.configure_mesh().x_desc("seconds").draw()?;
-        for (i, &l) in used.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|p| (p.start_s, p.outcomes[l] as f64)),
-                    color.stroke_width(2),
-                ))?
-                .label(LABELS[l])
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()?;
-        Ok(())
+        let series = used.iter().map(|&l| {
+            let data = points.iter().map(|p| (p.start_s, p.outcomes[l] as f64));
+            (LABELS[l].to_string(), data.collect())
+        });
+        draw_lines(&mut chart, series)
     })
 }
 
