@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod runtime;
 pub mod server;
 pub mod shard;
+mod slot_index;
 pub mod trace;
 pub mod types;
 

@@ -6,16 +6,67 @@
 //! It must not know about threads, channels, the network or the journal. What the outside world
 //! needs from a batch (which SKUs' availability changed, which orders were created) is recorded
 //! in small lists that the runtime drains after each `apply`.
+//!
+//! Storage is laid out for the caches: orders and per-user allowances live in dense arrays in
+//! creation order (a pay or cancel usually follows its reserve closely, and holds expire in
+//! creation order, so both find their order in a recently touched line), reached through
+//! [`SlotIndex`]es whose slots `apply` prefetches a few commands ahead.
 
 use std::collections::VecDeque;
-use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap;
 
+use crate::slot_index::{self, MAX_POSITION, Probe, SlotIndex};
 use crate::types::{
     Command, MAX_STOCK_TOTAL, OrderId, OrderStatus, OrderView, Outcome, Reject, SkuConfig, SkuId,
     SkuView, UserId,
 };
+
+/// How many commands ahead `apply` prefetches the index slots a command will probe: far enough
+/// for a cache miss to land, near enough that the line is still in L1 when it is used. The two
+/// distances were chosen by interleaved runs of the mixed shard bench and the recovery bench
+/// (docs/benchmarks.md); without prefetching the mixed load runs at a third of the speed.
+const PREFETCH_DISTANCE: usize = 12;
+/// How many commands ahead `apply` reads a Pay's or Cancel's (by then loaded) index slot and
+/// prefetches the order it points at: an old order is a second, dependent miss.
+const PREFETCH_ORDER_DISTANCE: usize = 6;
+
+/// Commands between being prefetched and applied; a power of two above `PREFETCH_DISTANCE`.
+const HASH_RING: usize = 16;
+const _: () = assert!(HASH_RING > PREFETCH_DISTANCE && HASH_RING.is_power_of_two());
+
+/// The index hashes a command probes with (0 where it probes none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct KeyHashes {
+    order: u32,
+    allowance: u32,
+}
+
+impl KeyHashes {
+    #[inline]
+    fn of(command: &Command) -> KeyHashes {
+        match *command {
+            Command::Reserve {
+                order_id,
+                user_id,
+                sku_id,
+                ..
+            } => KeyHashes {
+                order: slot_index::hash_u64(order_id),
+                allowance: slot_index::hash_pair(user_id, sku_id),
+            },
+            Command::Pay { order_id, .. }
+            | Command::Cancel { order_id, .. }
+            | Command::QueryOrder { order_id } => KeyHashes {
+                order: slot_index::hash_u64(order_id),
+                allowance: 0,
+            },
+            Command::QuerySku { .. } | Command::UpsertSku(_) | Command::Restock { .. } => {
+                KeyHashes::default()
+            }
+        }
+    }
+}
 
 /// Stock and settings of one SKU. `available + held + sold == config.stock_total` always.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,19 +102,23 @@ impl SkuState {
     }
 }
 
+/// One order, at its creation position in `Shard::orders` (40 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct OrderRecord {
+    order_id: OrderId,
     user_id: UserId,
+    expires_at_ms: u64,
     sku_id: SkuId,
     qty: u32,
+    /// Position of the order's (user, SKU) allowance in `Shard::allowances`.
+    allowance: u32,
     status: OrderStatus,
-    expires_at_ms: u64,
 }
 
 impl OrderRecord {
-    fn view(&self, order_id: OrderId) -> OrderView {
+    fn view(&self) -> OrderView {
         OrderView {
-            order_id,
+            order_id: self.order_id,
             user_id: self.user_id,
             sku_id: self.sku_id,
             qty: self.qty,
@@ -73,15 +128,30 @@ impl OrderRecord {
     }
 }
 
+/// Units (held + sold) one user has of one SKU. Created by the user's first hold on the SKU and
+/// never removed (at zero it costs 16 bytes and keeps positions stable), like the orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Allowance {
+    user_id: UserId,
+    sku_id: SkuId,
+    units: u32,
+}
+
 /// One shard's whole state. See the module documentation.
 #[derive(Clone, Debug, Default)]
 pub struct Shard {
     skus: FxHashMap<SkuId, SkuState>,
-    orders: FxHashMap<OrderId, OrderRecord>,
-    /// Units (held + sold) per (user, SKU); entries at zero are removed.
-    user_units: FxHashMap<(UserId, SkuId), u32>,
-    /// Pending holds by expiry time. Entries of orders that were paid or cancelled stay until
-    /// their time comes and are then skipped, so each hold costs one push and one pop.
+    /// Every order, in creation order; never removed (ids stay idempotent for ever).
+    orders: Vec<OrderRecord>,
+    /// Order id → position in `orders`.
+    order_index: SlotIndex,
+    /// Units per (user, SKU), in creation order.
+    allowances: Vec<Allowance>,
+    /// (user, SKU) → position in `allowances`.
+    allowance_index: SlotIndex,
+    /// Pending holds by expiry time, as positions in `orders`. Entries of orders that were paid
+    /// or cancelled stay until their time comes and are then skipped, so each hold costs one
+    /// push and one pop.
     expiry_queue: ExpiryQueue,
     /// The latest time this shard has been given; time never goes backwards inside a shard.
     now_ms: u64,
@@ -94,44 +164,41 @@ impl Shard {
         Shard::default()
     }
 
-    /// A shard with room for `orders` orders (and as many user allowances and pending holds)
+    /// A shard with room for `orders` orders (and as many allowances and pending holds)
     /// allocated up front, so a sale never pays for a table growing mid-peak.
     ///
-    /// The tables' memory is touched once here (filled to capacity and cleared), so the pages
-    /// are resident before the first order: otherwise the first orders of a sale — the midnight
-    /// step — each pay page faults into freshly reserved memory (seen as a stall in the first
-    /// seconds of a fresh server). Costs about one insert per slot at start-up.
+    /// The tables' memory is written once here, in address order, so the pages are resident
+    /// before the first order: otherwise the first orders of a sale — the midnight step — each
+    /// pay a page fault into freshly reserved memory (seen as a stall in the first seconds of a
+    /// fresh server). Costs about a memset of the tables at start-up.
     pub fn with_capacity(orders: usize) -> Shard {
-        let mut shard = Shard {
-            orders: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
-            user_units: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
+        let orders = orders.min(MAX_POSITION as usize + 1);
+        Shard {
+            orders: prefaulted_vec(
+                orders,
+                OrderRecord {
+                    order_id: 0,
+                    user_id: 0,
+                    expires_at_ms: 0,
+                    sku_id: 0,
+                    qty: 0,
+                    allowance: 0,
+                    status: OrderStatus::Cancelled,
+                },
+            ),
+            order_index: SlotIndex::with_capacity(orders),
+            allowances: prefaulted_vec(
+                orders,
+                Allowance {
+                    user_id: u64::MAX,
+                    sku_id: 0,
+                    units: 0,
+                },
+            ),
+            allowance_index: SlotIndex::with_capacity(orders),
             expiry_queue: ExpiryQueue::with_capacity(orders),
             ..Shard::default()
-        };
-        shard.prefault_tables();
-        shard
-    }
-
-    /// Writes every slot of the (empty) order and per-user tables once, then empties them;
-    /// capacity and resident pages stay.
-    fn prefault_tables(&mut self) {
-        debug_assert!(self.orders.is_empty() && self.user_units.is_empty());
-        let filler = OrderRecord {
-            user_id: 0,
-            sku_id: 0,
-            qty: 0,
-            status: OrderStatus::Cancelled,
-            expires_at_ms: 0,
-        };
-        // Up to `capacity()` inserts never reallocate, so this touches exactly what is reserved.
-        for order_id in 0..self.orders.capacity() as u64 {
-            self.orders.insert(order_id, filler);
         }
-        for user_id in 0..self.user_units.capacity() as u64 {
-            self.user_units.insert((user_id, 0), 0);
-        }
-        self.orders.clear();
-        self.user_units.clear();
     }
 
     /// Applies `commands` in order at time `now_ms`, appending one outcome per command to
@@ -140,9 +207,58 @@ impl Shard {
     pub fn apply(&mut self, now_ms: u64, commands: &[Command], outcomes: &mut Vec<Outcome>) {
         self.advance_time(now_ms);
         outcomes.reserve(commands.len());
-        for command in commands {
-            outcomes.push(self.apply_one(command));
+        // Each command's hashes are computed once, when its slots are prefetched, and kept here
+        // until it is applied.
+        let mut in_flight = [KeyHashes::default(); HASH_RING];
+        for (index, command) in commands.iter().enumerate().take(PREFETCH_DISTANCE) {
+            in_flight[index % HASH_RING] = self.prefetch(command);
         }
+        for (index, command) in commands.iter().enumerate().take(PREFETCH_ORDER_DISTANCE) {
+            self.prefetch_order(command, in_flight[index % HASH_RING]);
+        }
+        for (index, command) in commands.iter().enumerate() {
+            let hashes = in_flight[index % HASH_RING];
+            let ahead = index + PREFETCH_DISTANCE;
+            if let Some(command) = commands.get(ahead) {
+                in_flight[ahead % HASH_RING] = self.prefetch(command);
+            }
+            let ahead = index + PREFETCH_ORDER_DISTANCE;
+            if let Some(command) = commands.get(ahead) {
+                self.prefetch_order(command, in_flight[ahead % HASH_RING]);
+            }
+            outcomes.push(self.apply_one(command, hashes));
+        }
+    }
+
+    /// Starts loading the order a Pay, Cancel or order query names, from its index slot (which
+    /// `prefetch` asked for earlier). A hint: changes nothing.
+    #[inline]
+    fn prefetch_order(&self, command: &Command, hashes: KeyHashes) {
+        if matches!(
+            command,
+            Command::Pay { .. } | Command::Cancel { .. } | Command::QueryOrder { .. }
+        ) && let Some(position) = self.order_index.candidate(hashes.order)
+        {
+            slot_index::prefetch_read(self.orders.as_ptr().wrapping_add(position as usize));
+        }
+    }
+
+    /// Computes the hashes `command` will probe with and starts loading their index slots.
+    /// Changes nothing.
+    #[inline]
+    fn prefetch(&self, command: &Command) -> KeyHashes {
+        let hashes = KeyHashes::of(command);
+        match command {
+            Command::Reserve { .. } => {
+                self.order_index.prefetch(hashes.order);
+                self.allowance_index.prefetch(hashes.allowance);
+            }
+            Command::Pay { .. } | Command::Cancel { .. } | Command::QueryOrder { .. } => {
+                self.order_index.prefetch(hashes.order);
+            }
+            Command::QuerySku { .. } | Command::UpsertSku(_) | Command::Restock { .. } => {}
+        }
+        hashes
     }
 
     /// Moves time forward to `now_ms` (if it is later) and expires every hold that is due.
@@ -150,13 +266,18 @@ impl Shard {
     pub fn advance_time(&mut self, now_ms: u64) -> usize {
         self.now_ms = self.now_ms.max(now_ms);
         let mut expired = 0;
-        let mut due = std::mem::take(&mut self.expiry_queue);
-        due.pop_due(self.now_ms, |order_id, expires_at_ms| {
-            if self.expire(order_id, expires_at_ms) {
-                expired += 1;
+        for fifo in 0..self.expiry_queue.by_ttl.len() {
+            while let Some(&position) = self.expiry_queue.by_ttl[fifo].1.front() {
+                if self.orders[position as usize].expires_at_ms > self.now_ms {
+                    break;
+                }
+                self.expiry_queue.by_ttl[fifo].1.pop_front();
+                if self.expire(position) {
+                    expired += 1;
+                }
             }
-        });
-        self.expiry_queue = due;
+        }
+        self.expiry_queue.prune_idle();
         expired
     }
 
@@ -188,7 +309,8 @@ impl Shard {
     }
 
     pub fn order_view(&self, order_id: OrderId) -> Option<OrderView> {
-        self.orders.get(&order_id).map(|order| order.view(order_id))
+        self.find_order(order_id)
+            .map(|position| self.orders[position as usize].view())
     }
 
     /// Every SKU's view, sorted by id.
@@ -200,11 +322,7 @@ impl Shard {
 
     /// Every order's view, sorted by id.
     pub fn order_views(&self) -> Vec<OrderView> {
-        let mut views: Vec<OrderView> = self
-            .orders
-            .iter()
-            .map(|(&order_id, order)| order.view(order_id))
-            .collect();
+        let mut views: Vec<OrderView> = self.orders.iter().map(OrderRecord::view).collect();
         views.sort_unstable_by_key(|view| view.order_id);
         views
     }
@@ -215,18 +333,29 @@ impl Shard {
 
     /// Full check of every invariant, by recomputing all derived state from the orders: stock
     /// conservation per SKU, per-user units within the limit, held/sold totals matching the
-    /// orders, and a pending expiry entry for every hold. Costs a scan of everything: for tests.
+    /// orders, every order and allowance reachable through its index, and a pending expiry
+    /// entry for every hold. Costs a scan of everything: for tests.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut held: FxHashMap<SkuId, u64> = FxHashMap::default();
         let mut sold: FxHashMap<SkuId, u64> = FxHashMap::default();
         let mut units: FxHashMap<(UserId, SkuId), u32> = FxHashMap::default();
-        for (order_id, order) in &self.orders {
+        for (position, order) in self.orders.iter().enumerate() {
+            let order_id = order.order_id;
+            if self.find_order(order_id) != Some(position as u32) {
+                return Err(format!("order {order_id} is not found at its position"));
+            }
             let Some(sku) = self.skus.get(&order.sku_id) else {
                 return Err(format!(
                     "order {order_id} names unknown sku {}",
                     order.sku_id
                 ));
             };
+            let allowance = self.allowances.get(order.allowance as usize);
+            if allowance.is_none_or(|a| a.user_id != order.user_id || a.sku_id != order.sku_id) {
+                return Err(format!(
+                    "order {order_id} points at another user's allowance"
+                ));
+            }
             match order.status {
                 OrderStatus::Held => *held.entry(order.sku_id).or_default() += u64::from(order.qty),
                 OrderStatus::Paid => *sold.entry(order.sku_id).or_default() += u64::from(order.qty),
@@ -244,6 +373,9 @@ impl Shard {
                 return Err(format!("order {order_id} is held past its expiry"));
             }
         }
+        if self.order_index.len() != self.orders.len() {
+            return Err("the order index and the orders differ in length".to_string());
+        }
         for (&sku_id, sku) in &self.skus {
             let held = held.get(&sku_id).copied().unwrap_or(0);
             let sold = sold.get(&sku_id).copied().unwrap_or(0);
@@ -260,32 +392,77 @@ impl Shard {
                 ));
             }
         }
-        if units != self.user_units {
-            return Err("per-user unit counters disagree with the orders".to_string());
+        if self.allowance_index.len() != self.allowances.len() {
+            return Err("the allowance index and the allowances differ in length".to_string());
         }
-        let pending: rustc_hash::FxHashSet<OrderId> = self.expiry_queue.order_ids().collect();
-        for (order_id, order) in &self.orders {
-            if order.status == OrderStatus::Held && !pending.contains(order_id) {
-                return Err(format!("held order {order_id} has no expiry entry"));
+        for (position, allowance) in self.allowances.iter().enumerate() {
+            let (user_id, sku_id) = (allowance.user_id, allowance.sku_id);
+            if self.find_allowance(user_id, sku_id) != Some(position as u32) {
+                return Err(format!(
+                    "allowance of user {user_id} for sku {sku_id} is not found at its position"
+                ));
+            }
+            let expected = units.remove(&(user_id, sku_id)).unwrap_or(0);
+            if allowance.units != expected {
+                return Err(format!(
+                    "user {user_id} has {} units of sku {sku_id} counted but orders say {expected}",
+                    allowance.units
+                ));
+            }
+        }
+        if let Some(((user_id, sku_id), _)) = units.into_iter().next() {
+            return Err(format!(
+                "user {user_id} holds sku {sku_id} without an allowance"
+            ));
+        }
+        let pending: rustc_hash::FxHashSet<u32> = self.expiry_queue.positions().collect();
+        for (position, order) in self.orders.iter().enumerate() {
+            if order.status == OrderStatus::Held && !pending.contains(&(position as u32)) {
+                return Err(format!("held order {} has no expiry entry", order.order_id));
             }
         }
         Ok(())
     }
 
-    fn apply_one(&mut self, command: &Command) -> Outcome {
+    fn find_order(&self, order_id: OrderId) -> Option<u32> {
+        self.find_order_hashed(order_id, slot_index::hash_u64(order_id))
+    }
+
+    /// [`Shard::find_order`] with the id's hash already computed.
+    #[inline]
+    fn find_order_hashed(&self, order_id: OrderId, hash: u32) -> Option<u32> {
+        debug_assert_eq!(hash, slot_index::hash_u64(order_id));
+        let orders = &self.orders;
+        self.order_index.find(hash, |position| {
+            orders[position as usize].order_id == order_id
+        })
+    }
+
+    fn find_allowance(&self, user_id: UserId, sku_id: SkuId) -> Option<u32> {
+        let allowances = &self.allowances;
+        self.allowance_index
+            .find(slot_index::hash_pair(user_id, sku_id), |position| {
+                let allowance = &allowances[position as usize];
+                allowance.user_id == user_id && allowance.sku_id == sku_id
+            })
+    }
+
+    fn apply_one(&mut self, command: &Command, hashes: KeyHashes) -> Outcome {
         match *command {
             Command::Reserve {
                 order_id,
                 user_id,
                 sku_id,
                 qty,
-            } => self.reserve(order_id, user_id, sku_id, qty),
-            Command::Pay { order_id, user_id } => self.pay(order_id, user_id),
-            Command::Cancel { order_id, user_id } => self.cancel(order_id, user_id),
-            Command::QueryOrder { order_id } => match self.orders.get(&order_id) {
-                Some(order) => Outcome::Order(order.view(order_id)),
-                None => Outcome::Rejected(Reject::UnknownOrder),
-            },
+            } => self.reserve(order_id, user_id, sku_id, qty, hashes),
+            Command::Pay { order_id, user_id } => self.pay(order_id, user_id, hashes.order),
+            Command::Cancel { order_id, user_id } => self.cancel(order_id, user_id, hashes.order),
+            Command::QueryOrder { order_id } => {
+                match self.find_order_hashed(order_id, hashes.order) {
+                    Some(position) => Outcome::Order(self.orders[position as usize].view()),
+                    None => Outcome::Rejected(Reject::UnknownOrder),
+                }
+            }
             Command::QuerySku { sku_id } => match self.skus.get(&sku_id) {
                 Some(sku) => Outcome::Sku(Box::new(sku.view())),
                 None => Outcome::Rejected(Reject::UnknownSku),
@@ -295,19 +472,45 @@ impl Shard {
         }
     }
 
-    fn reserve(&mut self, order_id: OrderId, user_id: UserId, sku_id: SkuId, qty: u32) -> Outcome {
+    fn reserve(
+        &mut self,
+        order_id: OrderId,
+        user_id: UserId,
+        sku_id: SkuId,
+        qty: u32,
+        hashes: KeyHashes,
+    ) -> Outcome {
+        debug_assert_eq!(
+            hashes,
+            KeyHashes::of(&Command::Reserve {
+                order_id,
+                user_id,
+                sku_id,
+                qty
+            })
+        );
         // Dedup first: a retry must never take stock twice, whatever has happened since. One
-        // probe of the order table serves both the check and the insert.
-        let order_slot = match self.orders.entry(order_id) {
-            Entry::Occupied(existing) => {
-                let order = existing.get();
+        // probe of the order index serves both the check and the insert.
+        let orders = &self.orders;
+        let order_slot = match self.order_index.probe(hashes.order, |position| {
+            orders[position as usize].order_id == order_id
+        }) {
+            Probe::Found(position) => {
+                let order = &self.orders[position as usize];
                 if order.user_id == user_id && order.sku_id == sku_id && order.qty == qty {
-                    return Outcome::Order(order.view(order_id));
+                    return Outcome::Order(order.view());
                 }
                 return Outcome::Rejected(Reject::IdConflict);
             }
-            Entry::Vacant(slot) => slot,
+            Probe::Vacant(slot) => slot,
         };
+        // Positions are u32: a shard past 4 billion orders (160 GB of them) takes no more.
+        let Ok(position) = u32::try_from(self.orders.len()) else {
+            return Outcome::Rejected(Reject::Busy);
+        };
+        if position > MAX_POSITION {
+            return Outcome::Rejected(Reject::Busy);
+        }
         let now_ms = self.now_ms;
         let Some(sku) = self.skus.get_mut(&sku_id) else {
             return Outcome::Rejected(Reject::UnknownSku);
@@ -321,11 +524,17 @@ impl Shard {
             return Outcome::Rejected(Reject::NotOnSale);
         }
         // The per-user limit is checked before stock is touched: an over-limit user never burns
-        // stock. A vacant entry inserts nothing unless written, so refusals leave no trace.
-        let user_slot = self.user_units.entry((user_id, sku_id));
-        let units_before = match &user_slot {
-            Entry::Occupied(units) => *units.get(),
-            Entry::Vacant(_) => 0,
+        // stock. A vacant probe inserts nothing unless filled, so refusals leave no trace.
+        let allowances = &self.allowances;
+        let allowance_probe =
+            self.allowance_index
+                .probe(slot_index::hash_pair(user_id, sku_id), |at| {
+                    let allowance = &allowances[at as usize];
+                    allowance.user_id == user_id && allowance.sku_id == sku_id
+                });
+        let units_before = match allowance_probe {
+            Probe::Found(at) => self.allowances[at as usize].units,
+            Probe::Vacant(_) => 0,
         };
         // In u64: two u32 near the maximum must not wrap into a small number.
         let units_after = u64::from(units_before) + u64::from(qty);
@@ -337,7 +546,23 @@ impl Shard {
         if sku.available < u64::from(qty) {
             return Outcome::Rejected(Reject::SoldOut);
         }
-        user_slot.insert_entry(units_after);
+        let allowance = match allowance_probe {
+            Probe::Found(at) => {
+                self.allowances[at as usize].units = units_after;
+                at
+            }
+            Probe::Vacant(slot) => {
+                // At most one allowance per order, so this position fits as the order's does.
+                let at = self.allowances.len() as u32;
+                self.allowances.push(Allowance {
+                    user_id,
+                    sku_id,
+                    units: units_after,
+                });
+                self.allowance_index.fill(slot, at);
+                at
+            }
+        };
         sku.max_user_units = sku.max_user_units.max(units_after);
         sku.available -= u64::from(qty);
         sku.held += u64::from(qty);
@@ -347,36 +572,40 @@ impl Shard {
             self.changed_skus.push(sku_id);
         }
         let hold_ttl_ms = sku.config.hold_ttl_ms;
-        let expires_at_ms = now_ms.saturating_add(hold_ttl_ms);
         let order = OrderRecord {
+            order_id,
             user_id,
+            expires_at_ms: now_ms.saturating_add(hold_ttl_ms),
             sku_id,
             qty,
+            allowance,
             status: OrderStatus::Held,
-            expires_at_ms,
         };
-        order_slot.insert(order);
-        self.expiry_queue.push(hold_ttl_ms, expires_at_ms, order_id);
+        self.orders.push(order);
+        self.order_index.fill(order_slot, position);
+        self.expiry_queue
+            .push(hold_ttl_ms, order.expires_at_ms, position, &self.orders);
         self.created_orders.push(order_id);
-        Outcome::Created(order.view(order_id))
+        Outcome::Created(order.view())
     }
 
-    fn pay(&mut self, order_id: OrderId, user_id: UserId) -> Outcome {
-        let Some(order) = self.orders.get_mut(&order_id) else {
+    fn pay(&mut self, order_id: OrderId, user_id: UserId, order_hash: u32) -> Outcome {
+        let Some(position) = self.find_order_hashed(order_id, order_hash) else {
             return Outcome::Rejected(Reject::UnknownOrder);
         };
+        let order = &mut self.orders[position as usize];
         if order.user_id != user_id {
             return Outcome::Rejected(Reject::NotOwner);
         }
         match order.status {
-            OrderStatus::Paid => Outcome::Order(order.view(order_id)),
+            OrderStatus::Paid => Outcome::Order(order.view()),
             OrderStatus::Cancelled => Outcome::Rejected(Reject::Cancelled),
             OrderStatus::Expired => Outcome::Rejected(Reject::Expired),
             OrderStatus::Held => {
                 // `advance_time` has already expired every hold due at `now_ms`.
                 debug_assert!(order.expires_at_ms > self.now_ms);
                 order.status = OrderStatus::Paid;
-                let view = order.view(order_id);
+                let view = order.view();
                 let sku = self
                     .skus
                     .get_mut(&view.sku_id)
@@ -389,42 +618,43 @@ impl Shard {
         }
     }
 
-    fn cancel(&mut self, order_id: OrderId, user_id: UserId) -> Outcome {
-        let Some(order) = self.orders.get_mut(&order_id) else {
+    fn cancel(&mut self, order_id: OrderId, user_id: UserId, order_hash: u32) -> Outcome {
+        let Some(position) = self.find_order_hashed(order_id, order_hash) else {
             return Outcome::Rejected(Reject::UnknownOrder);
         };
+        let order = &mut self.orders[position as usize];
         if order.user_id != user_id {
             return Outcome::Rejected(Reject::NotOwner);
         }
         match order.status {
-            OrderStatus::Cancelled => Outcome::Order(order.view(order_id)),
+            OrderStatus::Cancelled => Outcome::Order(order.view()),
             OrderStatus::Paid => Outcome::Rejected(Reject::AlreadyPaid),
             OrderStatus::Expired => Outcome::Rejected(Reject::Expired),
             OrderStatus::Held => {
                 order.status = OrderStatus::Cancelled;
-                let view = order.view(order_id);
-                self.release_hold(&view);
-                Outcome::Order(view)
+                let order = *order;
+                self.release_hold(&order);
+                Outcome::Order(order.view())
             }
         }
     }
 
-    /// Expires `order_id` if it is still the hold that the queue entry was made for.
-    fn expire(&mut self, order_id: OrderId, expires_at_ms: u64) -> bool {
-        let Some(order) = self.orders.get_mut(&order_id) else {
-            return false;
-        };
-        if order.status != OrderStatus::Held || order.expires_at_ms != expires_at_ms {
+    /// Expires the order at `position` if it is still held (each hold has one queue entry; the
+    /// entries of holds paid or cancelled since are skipped here).
+    fn expire(&mut self, position: u32) -> bool {
+        let order = &mut self.orders[position as usize];
+        if order.status != OrderStatus::Held {
             return false;
         }
+        debug_assert!(order.expires_at_ms <= self.now_ms);
         order.status = OrderStatus::Expired;
-        let view = order.view(order_id);
-        self.release_hold(&view);
+        let order = *order;
+        self.release_hold(&order);
         true
     }
 
     /// Returns a held order's units to `available` and to its user's allowance.
-    fn release_hold(&mut self, order: &OrderView) {
+    fn release_hold(&mut self, order: &OrderRecord) {
         let sku = self
             .skus
             .get_mut(&order.sku_id)
@@ -436,14 +666,9 @@ impl Shard {
             sku.availability_dirty = true;
             self.changed_skus.push(order.sku_id);
         }
-        let key = (order.user_id, order.sku_id);
-        if let Some(units) = self.user_units.get_mut(&key) {
-            debug_assert!(*units >= order.qty, "user units underflow");
-            *units -= order.qty;
-            if *units == 0 {
-                self.user_units.remove(&key);
-            }
-        }
+        let allowance = &mut self.allowances[order.allowance as usize];
+        debug_assert!(allowance.units >= order.qty, "user units underflow");
+        allowance.units -= order.qty;
     }
 
     fn upsert_sku(&mut self, config: SkuConfig) -> Outcome {
@@ -513,14 +738,15 @@ impl Shard {
 /// FIFO is sorted by construction, and push and pop are O(1) — no heap, no scan. Popping the
 /// due holds costs one look at each FIFO's front plus one step per hold that is due; a flash
 /// sale has a handful of distinct TTLs, and empty FIFOs are pruned once there are many.
+/// Entries are order positions (4 bytes); their expiry is read from the order.
 const MAX_IDLE_TTL_QUEUES: usize = 16;
 /// Pending holds a new TTL's FIFO reserves room for; it grows (amortised) past that.
 const MAX_INITIAL_FIFO_CAPACITY: usize = 1 << 16;
 
 #[derive(Clone, Debug, Default)]
 struct ExpiryQueue {
-    /// `(hold_ttl_ms, [(expires_at_ms, order_id)])`, each FIFO in non-decreasing expiry.
-    by_ttl: Vec<(u64, VecDeque<(u64, OrderId)>)>,
+    /// `(hold_ttl_ms, [order position])`, each FIFO in non-decreasing expiry.
+    by_ttl: Vec<(u64, VecDeque<u32>)>,
     /// Room each new FIFO starts with.
     initial_capacity: usize,
 }
@@ -534,52 +760,68 @@ impl ExpiryQueue {
         }
     }
 
-    fn push(&mut self, hold_ttl_ms: u64, expires_at_ms: u64, order_id: OrderId) {
-        let queue = match self.by_ttl.iter().position(|(ttl, _)| *ttl == hold_ttl_ms) {
+    fn fifo(&mut self, hold_ttl_ms: u64) -> &mut VecDeque<u32> {
+        match self.by_ttl.iter().position(|(ttl, _)| *ttl == hold_ttl_ms) {
             Some(index) => &mut self.by_ttl[index].1,
             None => {
                 self.by_ttl
                     .push((hold_ttl_ms, VecDeque::with_capacity(self.initial_capacity)));
                 &mut self.by_ttl.last_mut().expect("just pushed").1
             }
-        };
-        debug_assert!(
-            queue.back().is_none_or(|&(last, _)| last <= expires_at_ms),
-            "a TTL's FIFO must stay sorted: time went backwards"
-        );
-        queue.push_back((expires_at_ms, order_id));
+        }
     }
 
-    /// Removes every entry due at `now_ms` and hands it to `expire`.
-    fn pop_due(&mut self, now_ms: u64, mut expire: impl FnMut(OrderId, u64)) {
-        for (_, queue) in &mut self.by_ttl {
-            while let Some(&(expires_at_ms, order_id)) = queue.front() {
-                if expires_at_ms > now_ms {
-                    break;
-                }
-                queue.pop_front();
-                expire(order_id, expires_at_ms);
-            }
-        }
-        // Empty FIFOs are kept (the common TTL empties and refills all the time) unless TTLs
-        // have multiplied, so the number of fronts looked at stays small.
+    /// Queues the hold at `position` (which expires at `expires_at_ms`) behind the others of
+    /// its TTL.
+    fn push(
+        &mut self,
+        hold_ttl_ms: u64,
+        expires_at_ms: u64,
+        position: u32,
+        orders: &[OrderRecord],
+    ) {
+        let queue = self.fifo(hold_ttl_ms);
+        debug_assert!(
+            queue
+                .back()
+                .is_none_or(|&last| orders[last as usize].expires_at_ms <= expires_at_ms),
+            "a TTL's FIFO must stay sorted: time went backwards"
+        );
+        let _ = (expires_at_ms, orders);
+        queue.push_back(position);
+    }
+
+    /// Empty FIFOs are kept (the common TTL empties and refills all the time) unless TTLs have
+    /// multiplied, so the number of fronts looked at stays small.
+    fn prune_idle(&mut self) {
         if self.by_ttl.len() > MAX_IDLE_TTL_QUEUES {
             self.by_ttl.retain(|(_, queue)| !queue.is_empty());
         }
     }
 
-    fn order_ids(&self) -> impl Iterator<Item = OrderId> + '_ {
+    fn positions(&self) -> impl Iterator<Item = u32> + '_ {
         self.by_ttl
             .iter()
-            .flat_map(|(_, queue)| queue.iter().map(|&(_, order_id)| order_id))
+            .flat_map(|(_, queue)| queue.iter().copied())
     }
+}
+
+/// A `Vec` with room for `capacity` items whose memory has been written once, in address order,
+/// so its pages are resident (see `Shard::with_capacity`); it is empty. `filler` must not be all
+/// zero bytes, or the compiler may turn the writes into a zeroed allocation that touches nothing.
+fn prefaulted_vec<T: Copy>(capacity: usize, filler: T) -> Vec<T> {
+    let mut items = Vec::with_capacity(capacity);
+    items.resize(capacity, filler);
+    items.clear();
+    items
 }
 
 // ---------------------------------------------------------------------------------------------
 // Snapshots (owned by durability): a canonical encoding of the whole state, so that two
-// replays of one journal give byte-identical snapshots. Everything is sorted by key; the expiry
-// queue keeps only live entries (a held order whose expiry matches), FIFOs sorted by TTL, empty
-// ones dropped; per-user units are derived from the orders on decode. Nothing above this line
+// replays of one journal give byte-identical snapshots. SKUs are sorted by id; orders are in
+// creation order (deterministic: the journal fixes it), so encoding is one pass with no sort;
+// the expiry FIFOs keep only live holds, as positions in that order list, sorted by TTL, empty
+// ones dropped; allowances are derived from the orders on decode. Nothing above this line
 // depends on it.
 // ---------------------------------------------------------------------------------------------
 
@@ -644,8 +886,32 @@ const ORDER_STATE_LEN: usize = 8 + 8 + 4 + 4 + 1 + 8;
 impl Shard {
     /// Appends the canonical encoding of this shard's state to `out` (see the block comment).
     pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
+        let fifos: Vec<(u64, Vec<u32>)> = {
+            let mut fifos: Vec<(u64, Vec<u32>)> = self
+                .expiry_queue
+                .by_ttl
+                .iter()
+                .map(|(ttl, queue)| {
+                    let live = queue
+                        .iter()
+                        .copied()
+                        .filter(|&position| {
+                            self.orders[position as usize].status == OrderStatus::Held
+                        })
+                        .collect();
+                    (*ttl, live)
+                })
+                .filter(|(_, live): &(u64, Vec<u32>)| !live.is_empty())
+                .collect();
+            fifos.sort_unstable_by_key(|(ttl, _)| *ttl);
+            fifos
+        };
+        let queued: usize = fifos.iter().map(|(_, live)| live.len()).sum();
         out.reserve(
-            64 + self.skus.len() * SKU_STATE_LEN + self.orders.len() * (ORDER_STATE_LEN + 16),
+            32 + self.skus.len() * SKU_STATE_LEN
+                + self.orders.len() * ORDER_STATE_LEN
+                + fifos.len() * 16
+                + queued * 4,
         );
         out.extend_from_slice(&self.now_ms.to_be_bytes());
         let mut skus: Vec<(&SkuId, &SkuState)> = self.skus.iter().collect();
@@ -668,52 +934,31 @@ impl Shard {
             out.extend_from_slice(&sku.sold.to_be_bytes());
             out.extend_from_slice(&sku.max_user_units.to_be_bytes());
         }
-        let mut orders: Vec<(&OrderId, &OrderRecord)> = self.orders.iter().collect();
-        orders.sort_unstable_by_key(|(id, _)| **id);
-        out.extend_from_slice(&(orders.len() as u64).to_be_bytes());
-        for (order_id, order) in orders {
-            out.extend_from_slice(&order_id.to_be_bytes());
-            out.extend_from_slice(&order.user_id.to_be_bytes());
-            out.extend_from_slice(&order.sku_id.to_be_bytes());
-            out.extend_from_slice(&order.qty.to_be_bytes());
-            out.push(order.status as u8);
-            out.extend_from_slice(&order.expires_at_ms.to_be_bytes());
+        out.extend_from_slice(&(self.orders.len() as u64).to_be_bytes());
+        for order in &self.orders {
+            let mut encoded = [0u8; ORDER_STATE_LEN];
+            encoded[0..8].copy_from_slice(&order.order_id.to_be_bytes());
+            encoded[8..16].copy_from_slice(&order.user_id.to_be_bytes());
+            encoded[16..20].copy_from_slice(&order.sku_id.to_be_bytes());
+            encoded[20..24].copy_from_slice(&order.qty.to_be_bytes());
+            encoded[24] = order.status as u8;
+            encoded[25..33].copy_from_slice(&order.expires_at_ms.to_be_bytes());
+            out.extend_from_slice(&encoded);
         }
-        let mut fifos: Vec<(u64, Vec<(u64, OrderId)>)> = self
-            .expiry_queue
-            .by_ttl
-            .iter()
-            .map(|(ttl, queue)| {
-                let live = queue
-                    .iter()
-                    .copied()
-                    .filter(|(expires_at_ms, order_id)| {
-                        self.orders.get(order_id).is_some_and(|order| {
-                            order.status == OrderStatus::Held
-                                && order.expires_at_ms == *expires_at_ms
-                        })
-                    })
-                    .collect();
-                (*ttl, live)
-            })
-            .filter(|(_, live): &(u64, Vec<_>)| !live.is_empty())
-            .collect();
-        fifos.sort_unstable_by_key(|(ttl, _)| *ttl);
         out.extend_from_slice(&(fifos.len() as u64).to_be_bytes());
-        for (ttl, entries) in fifos {
+        for (ttl, positions) in fifos {
             out.extend_from_slice(&ttl.to_be_bytes());
-            out.extend_from_slice(&(entries.len() as u64).to_be_bytes());
-            for (expires_at_ms, order_id) in entries {
-                out.extend_from_slice(&expires_at_ms.to_be_bytes());
-                out.extend_from_slice(&order_id.to_be_bytes());
+            out.extend_from_slice(&(positions.len() as u64).to_be_bytes());
+            for position in positions {
+                out.extend_from_slice(&position.to_be_bytes());
             }
         }
     }
 
     /// Rebuilds a shard from [`Shard::encode_snapshot`]'s bytes, with room for at least
     /// `orders_capacity` orders. Checks what a corrupt or hand-made state could get wrong: field
-    /// values, key order, stock conservation, per-user limits, and that every held order has
-    /// exactly one expiry entry. Never panics on any input.
+    /// values, key order, repeated ids, stock conservation, per-user limits, and that every held
+    /// order has exactly one expiry entry. Never panics on any input.
     pub fn decode_snapshot(
         bytes: &[u8],
         orders_capacity: usize,
@@ -775,21 +1020,17 @@ impl Shard {
             );
         }
         let order_count = r.count(ORDER_STATE_LEN)?;
-        let capacity = orders_capacity.max(order_count);
-        let mut orders: FxHashMap<OrderId, OrderRecord> =
-            FxHashMap::with_capacity_and_hasher(capacity, Default::default());
-        let mut user_units: FxHashMap<(UserId, SkuId), u32> =
-            FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+        if order_count > MAX_POSITION as usize + 1 {
+            return r.fail(format!(
+                "{order_count} orders are more than a shard can hold"
+            ));
+        }
+        let mut shard = Shard::with_capacity(orders_capacity.max(order_count));
         let mut held_by_sku: FxHashMap<SkuId, u64> = FxHashMap::default();
         let mut sold_by_sku: FxHashMap<SkuId, u64> = FxHashMap::default();
         let mut held_orders = 0usize;
-        let mut previous_order: Option<OrderId> = None;
-        for _ in 0..order_count {
+        for position in 0..order_count as u32 {
             let order_id = r.u64()?;
-            if previous_order.is_some_and(|previous| previous >= order_id) {
-                return r.fail(format!("order {order_id} is out of order"));
-            }
-            previous_order = Some(order_id);
             let user_id = r.u64()?;
             let sku_id = r.u32()?;
             let qty = r.u32()?;
@@ -818,8 +1059,38 @@ impl Shard {
                 OrderStatus::Paid => *sold_by_sku.entry(sku_id).or_default() += u64::from(qty),
                 OrderStatus::Cancelled | OrderStatus::Expired => {}
             }
-            if !status.is_terminal() || status == OrderStatus::Paid {
-                let units = user_units.entry((user_id, sku_id)).or_default();
+            let orders = &shard.orders;
+            let order_slot = match shard
+                .order_index
+                .probe(slot_index::hash_u64(order_id), |at| {
+                    orders[at as usize].order_id == order_id
+                }) {
+                Probe::Found(_) => return r.fail(format!("order {order_id} appears twice")),
+                Probe::Vacant(slot) => slot,
+            };
+            // Allowances are made in the order the orders were, as the original shard made them.
+            let allowances = &shard.allowances;
+            let allowance =
+                match shard
+                    .allowance_index
+                    .probe(slot_index::hash_pair(user_id, sku_id), |at| {
+                        let allowance = &allowances[at as usize];
+                        allowance.user_id == user_id && allowance.sku_id == sku_id
+                    }) {
+                    Probe::Found(at) => at,
+                    Probe::Vacant(slot) => {
+                        let at = shard.allowances.len() as u32;
+                        shard.allowances.push(Allowance {
+                            user_id,
+                            sku_id,
+                            units: 0,
+                        });
+                        shard.allowance_index.fill(slot, at);
+                        at
+                    }
+                };
+            if matches!(status, OrderStatus::Held | OrderStatus::Paid) {
+                let units = &mut shard.allowances[allowance as usize].units;
                 *units = units.saturating_add(qty);
                 if *units > sku.config.per_user_limit || *units > sku.max_user_units {
                     return r.fail(format!(
@@ -827,16 +1098,16 @@ impl Shard {
                     ));
                 }
             }
-            orders.insert(
+            shard.orders.push(OrderRecord {
                 order_id,
-                OrderRecord {
-                    user_id,
-                    sku_id,
-                    qty,
-                    status,
-                    expires_at_ms,
-                },
-            );
+                user_id,
+                expires_at_ms,
+                sku_id,
+                qty,
+                allowance,
+                status,
+            });
+            shard.order_index.fill(order_slot, position);
         }
         for (sku_id, sku) in &skus {
             let held = held_by_sku.get(sku_id).copied().unwrap_or(0);
@@ -849,9 +1120,8 @@ impl Shard {
             }
         }
         let fifo_count = r.count(16)?;
-        let mut expiry_queue = ExpiryQueue::with_capacity(capacity);
-        let mut entries_seen: rustc_hash::FxHashSet<OrderId> =
-            rustc_hash::FxHashSet::with_capacity_and_hasher(held_orders, Default::default());
+        let mut queued = vec![false; order_count];
+        let mut queued_count = 0usize;
         let mut previous_ttl: Option<u64> = None;
         for _ in 0..fifo_count {
             let ttl = r.u64()?;
@@ -859,35 +1129,36 @@ impl Shard {
                 return r.fail(format!("expiry FIFO of ttl {ttl} is out of order"));
             }
             previous_ttl = Some(ttl);
-            let entries = r.count(16)?;
+            let entries = r.count(4)?;
             if entries == 0 {
                 return r.fail(format!("expiry FIFO of ttl {ttl} is empty"));
             }
-            let mut queue = VecDeque::with_capacity(entries.max(capacity.min(1 << 20)));
+            let queue = shard.expiry_queue.fifo(ttl);
+            queue.reserve(entries);
             let mut previous_expiry = 0u64;
             for _ in 0..entries {
-                let expires_at_ms = r.u64()?;
-                let order_id = r.u64()?;
-                if expires_at_ms < previous_expiry {
-                    return r.fail(format!("expiry FIFO of ttl {ttl} is not sorted"));
-                }
-                previous_expiry = expires_at_ms;
-                let live = orders.get(&order_id).is_some_and(|order| {
-                    order.status == OrderStatus::Held && order.expires_at_ms == expires_at_ms
-                });
-                if !live || !entries_seen.insert(order_id) {
+                let position = r.u32()?;
+                let Some(order) = shard.orders.get(position as usize) else {
+                    return r.fail(format!("expiry entry {position} names no order"));
+                };
+                if order.status != OrderStatus::Held || queued[position as usize] {
                     return r.fail(format!(
-                        "expiry entry of order {order_id} is not a live hold or is repeated"
+                        "expiry entry of order {} is not a live hold or is repeated",
+                        order.order_id
                     ));
                 }
-                queue.push_back((expires_at_ms, order_id));
+                if order.expires_at_ms < previous_expiry {
+                    return r.fail(format!("expiry FIFO of ttl {ttl} is not sorted"));
+                }
+                previous_expiry = order.expires_at_ms;
+                queued[position as usize] = true;
+                queued_count += 1;
+                queue.push_back(position);
             }
-            expiry_queue.by_ttl.push((ttl, queue));
         }
-        if entries_seen.len() != held_orders {
+        if queued_count != held_orders {
             return r.fail(format!(
-                "{held_orders} held orders but {} expiry entries",
-                entries_seen.len()
+                "{held_orders} held orders but {queued_count} expiry entries"
             ));
         }
         if r.pos != bytes.len() {
@@ -896,14 +1167,8 @@ impl Shard {
                 bytes.len() - r.pos
             ));
         }
-        Ok(Shard {
-            skus,
-            orders,
-            user_units,
-            expiry_queue,
-            now_ms,
-            changed_skus: Vec::new(),
-            created_orders: Vec::new(),
-        })
+        shard.skus = skus;
+        shard.now_ms = now_ms;
+        Ok(shard)
     }
 }

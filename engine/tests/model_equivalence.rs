@@ -106,4 +106,41 @@ proptest! {
         };
         prop_assert_eq!(run(), run());
     }
+
+    /// Snapshots: a shard decoded from a snapshot taken at any step answers the rest of the
+    /// run exactly as the shard that never stopped, and both encode to the same bytes at the end.
+    #[test]
+    fn a_shard_restored_from_a_snapshot_continues_like_the_original(
+        steps in proptest::collection::vec(step(), 1..40),
+        cut in 0usize..40,
+    ) {
+        let mut original = Shard::new();
+        let mut now_ms = 100u64;
+        let cut = cut.min(steps.len());
+        for (advance_ms, commands) in &steps[..cut] {
+            now_ms = now_ms.saturating_add_signed(*advance_ms);
+            original.apply(now_ms, commands, &mut Vec::new());
+        }
+        let mut state = Vec::new();
+        original.encode_snapshot(&mut state);
+        let mut restored = Shard::decode_snapshot(&state, 0)
+            .map_err(|e| TestCaseError::fail(format!("decode of a real snapshot failed: {e}")))?;
+        if let Err(broken) = restored.check_invariants() {
+            prop_assert!(false, "restored shard: invariant broken: {}", broken);
+        }
+        for (index, (advance_ms, commands)) in steps[cut..].iter().enumerate() {
+            now_ms = now_ms.saturating_add_signed(*advance_ms);
+            let (mut expected, mut got) = (Vec::new(), Vec::new());
+            original.apply(now_ms, commands, &mut expected);
+            restored.apply(now_ms, commands, &mut got);
+            prop_assert_eq!(&got, &expected, "step {} after the snapshot: {:?}", index, commands);
+            if let Err(broken) = restored.check_invariants() {
+                prop_assert!(false, "restored shard, step {}: invariant broken: {}", index, broken);
+            }
+        }
+        let (mut end_original, mut end_restored) = (Vec::new(), Vec::new());
+        original.encode_snapshot(&mut end_original);
+        restored.encode_snapshot(&mut end_restored);
+        prop_assert_eq!(end_original, end_restored);
+    }
 }

@@ -5,7 +5,7 @@
 //!
 //! Envelope, big-endian:
 //! ```text
-//! magic   8 bytes  "FSSNAP01"
+//! magic   8 bytes  "FSSNAP02" (02: orders in creation order, expiry entries as positions)
 //! shard   u32      index of the shard
 //! shards  u32      shard count of the engine that wrote it
 //! seq     u64      last journal record the state includes
@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use super::{JournalError, sync_dir};
 
-const MAGIC: &[u8; 8] = b"FSSNAP01";
+const MAGIC: &[u8; 8] = b"FSSNAP02";
+/// The magic of every format version; a file of another version is named as such.
+const MAGIC_FAMILY: &[u8; 6] = b"FSSNAP";
 const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8;
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".snap";
@@ -90,10 +92,16 @@ pub fn read_snapshot(path: &Path, shard: u32, shards: u32) -> Result<SnapshotFil
         ));
     }
     if &bytes[..8] != MAGIC {
-        return Err(corrupt(
-            0,
-            "bad magic: not a flashsale snapshot".to_string(),
-        ));
+        let reason = if &bytes[..6] == MAGIC_FAMILY {
+            format!(
+                "snapshot format {} is not the supported {} (written by another version)",
+                String::from_utf8_lossy(&bytes[6..8]),
+                String::from_utf8_lossy(&MAGIC[6..8])
+            )
+        } else {
+            "bad magic: not a flashsale snapshot".to_string()
+        };
+        return Err(corrupt(0, reason));
     }
     let u32_at =
         |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
