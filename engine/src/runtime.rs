@@ -443,7 +443,11 @@ impl Engine {
                 Some((segment, len_bytes)) => {
                     SegmentWriter::append_to(&shard_dir, segment, *len_bytes)?
                 }
-                None => SegmentWriter::create(&shard_dir, recovery.next_seq)?,
+                None => SegmentWriter::create_prepared(
+                    &shard_dir,
+                    recovery.next_seq,
+                    settings.segment_max_bytes + crate::journal::segment::ZERO_AHEAD_BYTES,
+                )?,
             };
             tracing::info!(
                 shard = index,

@@ -236,9 +236,13 @@ fn peak(name: &str, durability: Durability) {
 fn double11_peak_latency() {
     let tmp = tempfile::tempdir().unwrap();
     peak("memory", Durability::Memory);
+    // 8 MiB segments (64 MiB by default): at the peak's ~4 MB/s per shard the run includes the
+    // background preparation of the next segment and a roll into it, as a long peak would.
     let mut sync = JournalConfig::new(tmp.path().join("sync"), SyncMode::Sync);
     sync.snapshot_every_commands = 0;
+    sync.segment_max_bytes = 8 << 20;
     peak("sync", Durability::Journal(sync));
+    report_segments(&tmp.path().join("sync"));
     let mut async_ = JournalConfig::new(
         tmp.path().join("async"),
         SyncMode::Async {
@@ -246,5 +250,26 @@ fn double11_peak_latency() {
         },
     );
     async_.snapshot_every_commands = 0;
+    async_.segment_max_bytes = 8 << 20;
     peak("async", Durability::Journal(async_));
+    report_segments(&tmp.path().join("async"));
+}
+
+/// Prints how many segments each shard of a data directory wrote (more than one: it rolled).
+fn report_segments(dir: &std::path::Path) {
+    for shard in 0..2 {
+        let segments = flashsale_engine::journal::segment::list_segments(
+            &flashsale_engine::journal::shard_dir(dir, shard),
+        )
+        .unwrap();
+        let bytes: u64 = segments
+            .iter()
+            .map(|s| std::fs::metadata(&s.path).map_or(0, |m| m.len()))
+            .sum();
+        eprintln!(
+            "        shard {shard}: {} segment(s), {} MiB of files",
+            segments.len(),
+            bytes >> 20
+        );
+    }
 }

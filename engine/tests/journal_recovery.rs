@@ -12,7 +12,9 @@ use bytes::BytesMut;
 use flashsale_engine::journal::pipeline::JournalThreadSettings;
 use flashsale_engine::journal::record::append_record;
 use flashsale_engine::journal::recovery::recover_shard_with;
-use flashsale_engine::journal::segment::{SegmentInfo, SegmentWriter, list_segments};
+use flashsale_engine::journal::segment::{
+    SegmentInfo, SegmentWriter, list_segments, prepare_segment,
+};
 use flashsale_engine::journal::{
     Acknowledge, Durability, DurabilityFailure, JournalConfig, JournalError, JournalHandle,
     JournalMessage, SyncMode, open_data_dir, recover_shard, shard_dir, tools,
@@ -327,6 +329,60 @@ fn last_segment(dir: &Path, shard: usize) -> PathBuf {
         .pop()
         .expect("a segment")
         .path
+}
+
+/// Prepared segments: the writer rolls into a zero-filled file made ahead (paced, as the journal
+/// thread's preparer makes them); recovery reads the records across the roll, takes the zeros
+/// after the last record as the end (not a torn tail), and ignores a prepared file not yet used.
+#[test]
+fn records_roll_into_prepared_segments_and_recover_across_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let _lock = open_data_dir(&dir, 1).unwrap();
+    let shard = shard_dir(&dir, 0);
+    let reserve = |order_id: u64| Command::Reserve {
+        order_id,
+        user_id: order_id,
+        sku_id: 1,
+        qty: 1,
+    };
+    let mut writer = SegmentWriter::create(&shard, 1).unwrap();
+    let mut buffer = BytesMut::new();
+    append_record(
+        &mut buffer,
+        1,
+        START_MS,
+        &[Command::UpsertSku(SkuConfig::simple(1, 10, 1, 60_000))],
+    );
+    append_record(&mut buffer, 2, START_MS, &[reserve(1)]);
+    writer.write(&buffer).unwrap();
+    let prepared = prepare_segment(&shard, 8 << 20, Some(Duration::from_millis(1))).unwrap();
+    writer.roll_into(prepared, 3).unwrap();
+    assert_eq!(writer.zeroed_to(), 8 << 20);
+    buffer.clear();
+    append_record(&mut buffer, 3, START_MS + 1, &[reserve(2), reserve(3)]);
+    writer.write(&buffer).unwrap();
+    writer.sync().unwrap();
+    // The next one, made ahead and not used when the process stopped.
+    prepare_segment(&shard, 8 << 20, None).unwrap();
+
+    let segments = list_segments(&shard).unwrap();
+    assert_eq!(
+        segments.iter().map(|s| s.first_seq).collect::<Vec<_>>(),
+        vec![1, 3],
+        "the prepared file is renamed to its segment name; the unused one is not a segment"
+    );
+    assert_eq!(std::fs::metadata(&segments[1].path).unwrap().len(), 8 << 20);
+    let recovered = recover_shard(&dir, 0, 1, 0).unwrap();
+    assert_eq!(recovered.report.records_replayed, 3);
+    assert_eq!(recovered.report.commands_replayed, 4);
+    assert!(
+        recovered.report.torn_tail.is_none(),
+        "zeros after the data are the end"
+    );
+    assert_eq!(recovered.next_seq, 4);
+    assert_eq!(recovered.shard.order_count(), 3);
+    assert_eq!(recovered.shard.sku_view(1).unwrap().held, 3);
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //! syncer thread, so a slow fdatasync never holds back writing (records queued behind a slow
 //! fsync would be lost by a mere process crash). Snapshot files are written by a third
 //! thread, so a snapshot never stalls the journal: it writes the file atomically, then deletes
-//! the segments whose records the snapshot covers.
+//! the segments whose records the snapshot covers. A fourth thread prepares the next segment
+//! (zero-filled and synced) once the current one has taken [`PREPARE_AFTER_BYTES`], so that
+//! neither a roll nor the zero-fill ahead of the data stalls the journal thread at a peak.
 //!
 //! An I/O error is fail-stop: the thread records why in the shared [`DurabilityFailure`], logs
 //! it, never writes or syncs again (no fsync is ever retried: after a failed fsync the kernel
@@ -23,7 +25,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
-use super::segment::{SegmentWriter, list_segments};
+use super::segment::{
+    PreparedSegment, SegmentWriter, ZERO_AHEAD_BYTES, list_segments, prepare_segment,
+};
 use super::snapshot::{list_snapshots, write_snapshot};
 use super::{JournalError, SyncMode, sync_dir};
 
@@ -107,8 +111,11 @@ impl<A: Acknowledge> JournalHandle<A> {
             SyncMode::Async { .. } => Some(Syncer::start(shard, failure.clone())?),
         };
         let snapshots = Snapshotter::start(&settings, failure.clone())?;
+        let preparer = Preparer::start(&settings)?;
         let worker = JournalWorker {
             snapshots,
+            preparer,
+            prepared: None,
             syncer,
             shard,
             writer,
@@ -217,6 +224,80 @@ impl Syncer {
     }
 }
 
+/// Prepares the next segment off the journal thread: one request at a time, answered with a
+/// zero-filled, synced file (or why it could not be made).
+struct Preparer {
+    requests: Option<Sender<u64>>,
+    ready: Receiver<Result<PreparedSegment, JournalError>>,
+    thread: Option<JoinHandle<()>>,
+    /// A request is out and not yet answered.
+    pending: bool,
+    /// Preparing failed once: the writer's own zero-fill does the job from then on.
+    disabled: bool,
+}
+
+impl Preparer {
+    fn start(settings: &JournalThreadSettings) -> std::io::Result<Preparer> {
+        let (requests, requested) = bounded::<u64>(1);
+        let (answer, ready) = bounded(1);
+        let dir = settings.shard_dir.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("flashsale-prepare-{}", settings.shard))
+            .spawn(move || {
+                for len_bytes in requested {
+                    let prepared = prepare_segment(&dir, len_bytes, Some(PREPARE_PAUSE));
+                    if answer.send(prepared).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Preparer {
+            requests: Some(requests),
+            ready,
+            thread: Some(thread),
+            pending: false,
+            disabled: false,
+        })
+    }
+
+    fn request(&mut self, len_bytes: u64) {
+        if self.pending || self.disabled {
+            return;
+        }
+        if let Some(requests) = &self.requests {
+            self.pending = requests.try_send(len_bytes).is_ok();
+        }
+    }
+
+    /// A prepared segment, if one has become ready.
+    fn take_ready(&mut self, shard: u32) -> Option<PreparedSegment> {
+        match self.ready.try_recv() {
+            Ok(Ok(prepared)) => {
+                self.pending = false;
+                Some(prepared)
+            }
+            Ok(Err(error)) => {
+                // Not a durability failure (nothing acknowledged depends on it): say so and let
+                // the writer zero-fill inline, as it does before the first preparation.
+                tracing::warn!(
+                    "shard {shard}: could not prepare the next journal segment, zero-filling inline from now on: {error}"
+                );
+                self.pending = false;
+                self.disabled = true;
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn stop(&mut self) {
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Writes snapshots off the journal thread. A mailbox of one: a snapshot handed over while an
 /// older one still waits replaces it (the newer one covers more).
 struct Snapshotter {
@@ -302,6 +383,9 @@ fn write_and_prune(
 
 struct JournalWorker<A> {
     snapshots: Snapshotter,
+    preparer: Preparer,
+    /// The next segment, zero-filled and synced, once the preparer has delivered it.
+    prepared: Option<PreparedSegment>,
     syncer: Option<Syncer>,
     shard: u32,
     writer: SegmentWriter,
@@ -316,6 +400,14 @@ struct JournalWorker<A> {
     unsynced: bool,
     last_sync: Instant,
 }
+
+/// Bytes a segment takes before the next one is prepared (and at least a quarter of the segment
+/// size): an engine that journals little (tests, a quiet shard) never writes a segment of zeros
+/// ahead, and a busy one has three quarters of a segment's time for the paced preparation.
+pub const PREPARE_AFTER_BYTES: u64 = 1 << 20;
+/// The pause after each fdatasynced chunk of a preparation: 256 KiB per 10 ms is at most
+/// 25 MB/s of zeros, a 64 MiB segment in under 3 s.
+const PREPARE_PAUSE: Duration = Duration::from_millis(10);
 
 /// Messages taken at most in one go, so replies are not held back behind an endless stream.
 const MAX_MESSAGES_PER_DRAIN: usize = 4096;
@@ -365,6 +457,7 @@ impl<A: Acknowledge> JournalWorker<A> {
                     syncer.stop();
                 }
                 self.snapshots.stop();
+                self.preparer.stop();
                 if self.unsynced {
                     self.sync();
                 }
@@ -422,8 +515,29 @@ impl<A: Acknowledge> JournalWorker<A> {
     }
 
     fn write_buffer(&mut self) -> Result<(), JournalError> {
-        if self.writer.len_bytes() >= self.segment_max_bytes {
-            self.writer.roll(self.buffer_first_seq)?;
+        if self.prepared.is_none() {
+            self.prepared = self.preparer.take_ready(self.shard);
+        }
+        let full = self.writer.len_bytes() >= self.segment_max_bytes;
+        // A segment that was not prepared (the first, or one rolled to while none was ready)
+        // is left as soon as a prepared one is: it would zero-fill inline as it grows.
+        let unprepared = self.writer.zeroed_to() < self.segment_max_bytes;
+        match self.prepared.take() {
+            Some(prepared) if full || unprepared => {
+                self.writer.roll_into(prepared, self.buffer_first_seq)?;
+            }
+            prepared => {
+                self.prepared = prepared;
+                if full {
+                    self.writer.roll(self.buffer_first_seq)?;
+                }
+            }
+        }
+        let prepare_at = PREPARE_AFTER_BYTES.max(self.segment_max_bytes / 4);
+        if self.prepared.is_none() && self.writer.len_bytes() >= prepare_at {
+            // Room for a last write that starts just under the limit, without zero-filling.
+            self.preparer
+                .request(self.segment_max_bytes + ZERO_AHEAD_BYTES);
         }
         self.writer.write(&self.buffer)?;
         self.unsynced = true;
