@@ -232,7 +232,7 @@ impl Shard {
 
     /// Starts loading the order a Pay, Cancel or order query names, from its index slot (which
     /// `prefetch` asked for earlier). A hint: changes nothing.
-    #[inline]
+    #[inline(always)]
     fn prefetch_order(&self, command: &Command, hashes: KeyHashes) {
         if matches!(
             command,
@@ -245,7 +245,7 @@ impl Shard {
 
     /// Computes the hashes `command` will probe with and starts loading their index slots.
     /// Changes nothing.
-    #[inline]
+    #[inline(always)]
     fn prefetch(&self, command: &Command) -> KeyHashes {
         let hashes = KeyHashes::of(command);
         match command {

@@ -42,7 +42,7 @@ impl Bucket {
     /// Bit `i` set for each slot `i` holding `hash`, and for each slot in use; computed for all
     /// eight slots at once with SSE2 compares (baseline on x86-64), without a branch per slot.
     #[cfg(target_arch = "x86_64")]
-    #[inline]
+    #[inline(always)]
     fn masks(&self, hash: u32) -> (u32, u32) {
         use std::arch::x86_64::{
             __m128i, _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_load_si128, _mm_movemask_ps,
@@ -151,7 +151,7 @@ impl SlotIndex {
 
     /// Looks `hash` up; `is_match(position)` says whether the key at `position` is the one
     /// sought (called only for entries whose hash matches).
-    #[inline]
+    #[inline(always)]
     pub fn probe(&self, hash: u32, mut is_match: impl FnMut(u32) -> bool) -> Probe {
         debug_assert_ne!(hash, 0, "0 marks an empty slot");
         let mask = self.buckets.len() - 1;
