@@ -719,3 +719,46 @@ async fn concurrent_clients_on_one_hot_sku_never_oversell() {
     assert_eq!(sku["available"].as_u64(), Some(0));
     server.shutdown().await;
 }
+
+/// A restart with a journal keeps what the journal says about a SKU: the catalog only creates
+/// SKUs the engine does not have, so a restock made through the admin API survives the
+/// restart (re-upserting the file's settings would silently undo it), and a SKU added to the
+/// catalog meanwhile is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_does_not_undo_journaled_changes_on_restart() {
+    use flashsale_engine::SkuConfig;
+    use flashsale_engine::journal::{Durability, JournalConfig, SyncMode};
+    let tmp = tempfile::tempdir().unwrap();
+    let server_config = |catalog: Vec<SkuConfig>| {
+        let mut config = config();
+        config.engine.durability =
+            Durability::Journal(JournalConfig::new(tmp.path().join("data"), SyncMode::Sync));
+        config.catalog = catalog;
+        config
+    };
+    let first = start(server_config(vec![SkuConfig::simple(1, 10, 2, 60_000)])).await;
+    let http = Http::new(first.http_addr);
+    let restocked = http
+        .admin(Method::POST, "/v1/skus/1/restock", r#"{"delta":5}"#)
+        .await;
+    assert_eq!(restocked.status, 200, "{:?}", restocked.body);
+    assert_eq!(http.order(1, 7, 1, 2).await.status, 201);
+    first.shutdown().await;
+
+    let second = start(server_config(vec![
+        SkuConfig::simple(1, 10, 2, 60_000),
+        SkuConfig::simple(2, 3, 1, 60_000),
+    ]))
+    .await;
+    let http = Http::new(second.http_addr);
+    let sku = http.get("/v1/skus/1").await.json();
+    assert_eq!(sku["stock_total"], 15, "the restock survives: {sku}");
+    assert_eq!(sku["held"], 2, "{sku}");
+    assert_eq!(sku["available"], 13, "{sku}");
+    let added = http.get("/v1/skus/2").await.json();
+    assert_eq!(
+        added["stock_total"], 3,
+        "a new catalog sku is created: {added}"
+    );
+    second.shutdown().await;
+}

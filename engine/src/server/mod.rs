@@ -244,16 +244,39 @@ pub async fn serve(config: ServerConfig) -> Result<RunningServer, ServerError> {
 
 async fn start(engine: Engine, config: ServerConfig) -> Result<RunningServer, ServerError> {
     if !config.catalog.is_empty() {
-        let commands = config
+        // The catalog seeds SKUs the engine does not have. One recovered from a journal is kept
+        // as recovered: upserting the file's settings again would undo the restocks and changes
+        // made through the admin API before the restart.
+        let queries = config
             .catalog
+            .iter()
+            .map(|sku| Command::QuerySku { sku_id: sku.sku_id })
+            .collect::<Vec<_>>();
+        let existing = engine.submit_async(queries).await;
+        let mut missing = Vec::with_capacity(config.catalog.len());
+        for (sku, outcome) in config.catalog.iter().zip(existing) {
+            if matches!(outcome, Outcome::Sku(_)) {
+                tracing::info!(
+                    sku_id = sku.sku_id,
+                    "catalog sku already exists (recovered): kept as recovered; change it through the admin API"
+                );
+            } else {
+                missing.push(*sku);
+            }
+        }
+        let commands = missing
             .iter()
             .map(|sku| Command::UpsertSku(*sku))
             .collect::<Vec<_>>();
         if let Some(capture) = &config.capture {
             capture.record(&commands);
         }
-        let outcomes = engine.submit_async(commands).await;
-        for (sku, outcome) in config.catalog.iter().zip(outcomes) {
+        let outcomes = if commands.is_empty() {
+            Vec::new()
+        } else {
+            engine.submit_async(commands).await
+        };
+        for (sku, outcome) in missing.iter().zip(outcomes) {
             if let Outcome::Rejected(reject) = outcome {
                 return Err(ServerError::Catalog {
                     sku_id: sku.sku_id,
