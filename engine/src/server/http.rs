@@ -223,7 +223,7 @@ async fn dispatch(shared: &Shared, request: Request<Incoming>) -> Response {
         Route::Sku(raw) => get_sku(shared, raw).await,
         Route::Restock(raw) => restock(shared, raw, headers, body).await,
         Route::Metrics => metrics(shared).await,
-        Route::Healthz => healthz(),
+        Route::Healthz => healthz(shared.engine.durability_failure()),
     }
 }
 
@@ -748,6 +748,39 @@ async fn metrics(shared: &Shared) -> Response {
     response
 }
 
-fn healthz() -> Response {
-    json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
+/// 200 `{"status":"ok"}`, or 503 `durability_failed` with the reason once the journal has failed
+/// (the engine then refuses every command until a restart: a load balancer should stop sending).
+fn healthz(durability_failure: Option<String>) -> Response {
+    match durability_failure {
+        None => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+        Some(reason) => {
+            let body = serde_json::to_vec(&ErrorBody {
+                error: "durability_failed",
+                detail: &reason,
+            })
+            .unwrap_or_default();
+            json(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn healthz_says_ok_or_why_the_journal_failed() {
+        assert_eq!(healthz(None).status(), StatusCode::OK);
+        let failed = healthz(Some(
+            "journal of shard 0 failed: No space left on device".to_string(),
+        ));
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = failed.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "durability_failed");
+        assert_eq!(
+            body["detail"],
+            "journal of shard 0 failed: No space left on device"
+        );
+    }
 }

@@ -312,6 +312,11 @@ impl Metrics {
                 view.available, view.held, view.sold
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP flashsale_durability_failed 1 once the journal failed: every command is refused until a restart (GET /healthz says why).\n# TYPE flashsale_durability_failed gauge\nflashsale_durability_failed {}",
+            u8::from(engine.durability_failure.is_some())
+        );
         if let Some((records, dropped)) = engine.capture {
             let _ = writeln!(
                 out,
@@ -336,6 +341,8 @@ pub struct EngineSnapshot {
     pub per_sku_limit: usize,
     /// (records written, records dropped) of a running `--capture`.
     pub capture: Option<(u64, u64)>,
+    /// Why the journal failed, once it has (fail-stop: every command is refused until a restart).
+    pub durability_failure: Option<String>,
 }
 
 /// Per-connection counts, flushed to [`Metrics`] in one go.
@@ -411,5 +418,11 @@ mod tests {
         assert!(text.contains(
             "flashsale_request_duration_seconds_count{transport=\"http\",op=\"reserve\"} 3"
         ));
+        assert!(text.contains("flashsale_durability_failed 0"), "{text}");
+        let failed = metrics.render(&EngineSnapshot {
+            durability_failure: Some("fsync failed".to_string()),
+            ..EngineSnapshot::default()
+        });
+        assert!(failed.contains("flashsale_durability_failed 1"), "{failed}");
     }
 }

@@ -167,6 +167,7 @@ impl Shared {
                 .capture
                 .as_ref()
                 .map(|c| (c.records(), c.dropped())),
+            durability_failure: self.engine.durability_failure(),
         }
     }
 }
