@@ -116,12 +116,7 @@ impl SegmentWriter {
     /// Starts a new segment whose first record will be `first_seq`.
     pub fn create(shard_dir: &Path, first_seq: u64) -> Result<SegmentWriter, JournalError> {
         let path = segment_path(shard_dir, first_seq);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| JournalError::io(&path, e))?;
+        let file = create_empty(&path)?;
         // The first zeros now (at start-up, or a roll with no prepared segment), not at the
         // first write: that one may be the midnight step's.
         let zeros = vec![0u8; ZERO_AHEAD_BYTES as usize];
@@ -197,16 +192,7 @@ impl SegmentWriter {
         first_seq: u64,
     ) -> Result<(), JournalError> {
         self.sync()?;
-        let path = segment_path(&self.shard_dir, first_seq);
-        std::fs::rename(&prepared.path, &path).map_err(|e| JournalError::io(&path, e))?;
-        sync_dir(&self.shard_dir).map_err(|e| JournalError::io(&self.shard_dir, e))?;
-        *self = SegmentWriter {
-            shard_dir: self.shard_dir.clone(),
-            file: prepared.file,
-            path,
-            len_bytes: 0,
-            zeroed_to: prepared.len_bytes,
-        };
+        *self = SegmentWriter::install(&self.shard_dir, prepared, first_seq)?;
         Ok(())
     }
 
@@ -218,6 +204,16 @@ impl SegmentWriter {
         len_bytes: u64,
     ) -> Result<SegmentWriter, JournalError> {
         let prepared = prepare_segment(shard_dir, len_bytes, None)?;
+        SegmentWriter::install(shard_dir, prepared, first_seq)
+    }
+
+    /// Renames `prepared` to the segment name of `first_seq` and syncs the directory, so the
+    /// name is durable before any record in it; a writer at its start.
+    fn install(
+        shard_dir: &Path,
+        prepared: PreparedSegment,
+        first_seq: u64,
+    ) -> Result<SegmentWriter, JournalError> {
         let path = segment_path(shard_dir, first_seq);
         std::fs::rename(&prepared.path, &path).map_err(|e| JournalError::io(&path, e))?;
         sync_dir(shard_dir).map_err(|e| JournalError::io(shard_dir, e))?;
@@ -259,12 +255,7 @@ pub fn prepare_segment(
     pace: Option<std::time::Duration>,
 ) -> Result<PreparedSegment, JournalError> {
     let path = shard_dir.join(PREPARED_NAME);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| JournalError::io(&path, e))?;
+    let file = create_empty(&path)?;
     let zeros = vec![0u8; PREPARE_CHUNK_BYTES as usize];
     let mut at = 0u64;
     while at < len_bytes {
@@ -284,4 +275,14 @@ pub fn prepare_segment(
         path,
         len_bytes,
     })
+}
+
+/// Opens `path` for writing, created or emptied.
+fn create_empty(path: &Path) -> Result<File, JournalError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| JournalError::io(path, e))
 }
