@@ -810,7 +810,16 @@ impl ShardWorker {
             let mut outcomes = Vec::with_capacity(batch.commands.len());
             self.shard.apply(applied_ms, &batch.commands, &mut outcomes);
             if let (Some(record), Some(journal)) = (record.as_mut(), self.journal.as_mut()) {
-                for command in batch.commands.iter().filter(|c| c.is_mutation()) {
+                // A refusal changed nothing, so replay does not need it: in a sale most commands
+                // that reach a shard after the sell-out are refusals.
+                let changed = batch
+                    .commands
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(command, outcome)| {
+                        command.is_mutation() && !matches!(outcome, Outcome::Rejected(_))
+                    });
+                for (command, _) in changed {
                     record.push(&mut journal.encoder, command);
                 }
             }

@@ -124,9 +124,17 @@ fn views(engine: &Engine, max_order: u64) -> Vec<Outcome> {
 }
 
 /// The replayed (command, outcome) list of a shard must be the live list of that shard's
-/// journaled commands: the live list in order, minus queries and minus refusals the runtime
-/// answered without the shard (fast-path sold-out and unknown-order).
+/// journaled commands: the live list in order, minus queries and minus refusals (which are
+/// never journaled).
 fn assert_replay_matches_live(live: &[(Command, Outcome)], replayed: &[(Command, Outcome)]) {
+    // Refusals change nothing and are not journaled, whether the shard or the fast path gave
+    // them: a replay sees only commands that changed state.
+    assert!(
+        replayed
+            .iter()
+            .all(|(_, outcome)| !matches!(outcome, Outcome::Rejected(_))),
+        "a refusal was journaled"
+    );
     let mut live_iter = live.iter().filter(|(command, _)| command.is_mutation());
     for (index, item) in replayed.iter().enumerate() {
         loop {
@@ -136,7 +144,7 @@ fn assert_replay_matches_live(live: &[(Command, Outcome)], replayed: &[(Command,
             if candidate == item {
                 break;
             }
-            // Only refusals may be skipped (answered by the fast path, never journaled).
+            // Only refusals may be skipped (never journaled).
             assert!(
                 matches!(candidate.1, Outcome::Rejected(_)),
                 "live {candidate:?} is missing from the replay (next replayed: {item:?})"
