@@ -36,7 +36,7 @@ fn hot_sku_flood(criterion: &mut Criterion) {
         })
         .collect();
     group.throughput(Throughput::Elements(BATCH as u64));
-    let mut shard = Shard::new();
+    let mut shard = Shard::with_capacity_and_hash_key(0, workloads::BENCH_HASH_KEY);
     let mut outcomes = Vec::with_capacity(BATCH);
     shard.apply(
         0,

@@ -23,7 +23,7 @@ type ApplyInput = (Shard, Vec<Command>, Vec<Outcome>);
 
 /// One SKU of stock 1,000 already sold out; a batch of reserves from new buyers (all losers).
 fn sold_out_flood() -> ApplyInput {
-    let mut shard = Shard::with_capacity(4096);
+    let mut shard = Shard::with_capacity_and_hash_key(4096, workloads::BENCH_HASH_KEY);
     let mut outcomes = Vec::new();
     shard.apply(
         0,
@@ -52,7 +52,7 @@ fn sold_out_flood() -> ApplyInput {
 
 /// A batch of reserves that all succeed, over 64 SKUs.
 fn accepted_reserves() -> ApplyInput {
-    let mut shard = Shard::with_capacity(4096);
+    let mut shard = Shard::with_capacity_and_hash_key(4096, workloads::BENCH_HASH_KEY);
     let mut outcomes = Vec::new();
     let upserts: Vec<Command> = (0..64u32)
         .map(|sku| Command::UpsertSku(SkuConfig::simple(sku, 1_000_000, 4, 60_000)))

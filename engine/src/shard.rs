@@ -44,7 +44,7 @@ struct KeyHashes {
 
 impl KeyHashes {
     #[inline]
-    fn of(command: &Command) -> KeyHashes {
+    fn of(command: &Command, hash_key: u64) -> KeyHashes {
         match *command {
             Command::Reserve {
                 order_id,
@@ -52,13 +52,13 @@ impl KeyHashes {
                 sku_id,
                 ..
             } => KeyHashes {
-                order: slot_index::hash_u64(order_id),
-                allowance: slot_index::hash_pair(user_id, sku_id),
+                order: slot_index::hash_u64(hash_key, order_id),
+                allowance: slot_index::hash_pair(hash_key, user_id, sku_id),
             },
             Command::Pay { order_id, .. }
             | Command::Cancel { order_id, .. }
             | Command::QueryOrder { order_id } => KeyHashes {
-                order: slot_index::hash_u64(order_id),
+                order: slot_index::hash_u64(hash_key, order_id),
                 allowance: 0,
             },
             Command::QuerySku { .. } | Command::UpsertSku(_) | Command::Restock { .. } => {
@@ -138,8 +138,11 @@ struct Allowance {
 }
 
 /// One shard's whole state. See the module documentation.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Shard {
+    /// The secret key of the indexes' hashes (see `slot_index::hash_u64`): where entries sit
+    /// depends on it, what the shard answers never does.
+    hash_key: u64,
     skus: FxHashMap<SkuId, SkuState>,
     /// Every order, in creation order; never removed (ids stay idempotent for ever).
     orders: Vec<OrderRecord>,
@@ -159,9 +162,15 @@ pub struct Shard {
     created_orders: Vec<OrderId>,
 }
 
+impl Default for Shard {
+    fn default() -> Shard {
+        Shard::new()
+    }
+}
+
 impl Shard {
     pub fn new() -> Shard {
-        Shard::default()
+        Shard::with_capacity(0)
     }
 
     /// A shard with room for `orders` orders (and as many allowances and pending holds)
@@ -172,8 +181,17 @@ impl Shard {
     /// pay a page fault into freshly reserved memory (seen as a stall in the first seconds of a
     /// fresh server). Costs about a memset of the tables at start-up.
     pub fn with_capacity(orders: usize) -> Shard {
+        Shard::with_capacity_and_hash_key(orders, slot_index::random_hash_key())
+    }
+
+    /// [`Shard::with_capacity`] with a chosen hash key instead of a secret random one: the
+    /// memory layout (never the answers) becomes reproducible, which instruction-count
+    /// benchmarks need. A server should not use a key its clients could know.
+    pub fn with_capacity_and_hash_key(orders: usize, hash_key: u64) -> Shard {
         let orders = orders.min(MAX_POSITION as usize + 1);
         Shard {
+            hash_key,
+            skus: FxHashMap::default(),
             orders: prefaulted_vec(
                 orders,
                 OrderRecord {
@@ -197,7 +215,9 @@ impl Shard {
             ),
             allowance_index: SlotIndex::with_capacity(orders),
             expiry_queue: ExpiryQueue::with_capacity(orders),
-            ..Shard::default()
+            now_ms: 0,
+            changed_skus: Vec::new(),
+            created_orders: Vec::new(),
         }
     }
 
@@ -247,7 +267,7 @@ impl Shard {
     /// Changes nothing.
     #[inline(always)]
     fn prefetch(&self, command: &Command) -> KeyHashes {
-        let hashes = KeyHashes::of(command);
+        let hashes = KeyHashes::of(command, self.hash_key);
         match command {
             Command::Reserve { .. } => {
                 self.order_index.prefetch(hashes.order);
@@ -425,13 +445,13 @@ impl Shard {
     }
 
     fn find_order(&self, order_id: OrderId) -> Option<u32> {
-        self.find_order_hashed(order_id, slot_index::hash_u64(order_id))
+        self.find_order_hashed(order_id, slot_index::hash_u64(self.hash_key, order_id))
     }
 
     /// [`Shard::find_order`] with the id's hash already computed.
     #[inline]
     fn find_order_hashed(&self, order_id: OrderId, hash: u32) -> Option<u32> {
-        debug_assert_eq!(hash, slot_index::hash_u64(order_id));
+        debug_assert_eq!(hash, slot_index::hash_u64(self.hash_key, order_id));
         let orders = &self.orders;
         self.order_index.find(hash, |position| {
             orders[position as usize].order_id == order_id
@@ -440,11 +460,13 @@ impl Shard {
 
     fn find_allowance(&self, user_id: UserId, sku_id: SkuId) -> Option<u32> {
         let allowances = &self.allowances;
-        self.allowance_index
-            .find(slot_index::hash_pair(user_id, sku_id), |position| {
+        self.allowance_index.find(
+            slot_index::hash_pair(self.hash_key, user_id, sku_id),
+            |position| {
                 let allowance = &allowances[position as usize];
                 allowance.user_id == user_id && allowance.sku_id == sku_id
-            })
+            },
+        )
     }
 
     fn apply_one(&mut self, command: &Command, hashes: KeyHashes) -> Outcome {
@@ -482,12 +504,15 @@ impl Shard {
     ) -> Outcome {
         debug_assert_eq!(
             hashes,
-            KeyHashes::of(&Command::Reserve {
-                order_id,
-                user_id,
-                sku_id,
-                qty
-            })
+            KeyHashes::of(
+                &Command::Reserve {
+                    order_id,
+                    user_id,
+                    sku_id,
+                    qty
+                },
+                self.hash_key
+            )
         );
         // Dedup first: a retry must never take stock twice, whatever has happened since. One
         // probe of the order index serves both the check and the insert.
@@ -526,12 +551,10 @@ impl Shard {
         // The per-user limit is checked before stock is touched: an over-limit user never burns
         // stock. A vacant probe inserts nothing unless filled, so refusals leave no trace.
         let allowances = &self.allowances;
-        let allowance_probe =
-            self.allowance_index
-                .probe(slot_index::hash_pair(user_id, sku_id), |at| {
-                    let allowance = &allowances[at as usize];
-                    allowance.user_id == user_id && allowance.sku_id == sku_id
-                });
+        let allowance_probe = self.allowance_index.probe(hashes.allowance, |at| {
+            let allowance = &allowances[at as usize];
+            allowance.user_id == user_id && allowance.sku_id == sku_id
+        });
         let units_before = match allowance_probe {
             Probe::Found(at) => self.allowances[at as usize].units,
             Probe::Vacant(_) => 0,
@@ -1062,7 +1085,7 @@ impl Shard {
             let orders = &shard.orders;
             let order_slot = match shard
                 .order_index
-                .probe(slot_index::hash_u64(order_id), |at| {
+                .probe(slot_index::hash_u64(shard.hash_key, order_id), |at| {
                     orders[at as usize].order_id == order_id
                 }) {
                 Probe::Found(_) => return r.fail(format!("order {order_id} appears twice")),
@@ -1070,25 +1093,25 @@ impl Shard {
             };
             // Allowances are made in the order the orders were, as the original shard made them.
             let allowances = &shard.allowances;
-            let allowance =
-                match shard
-                    .allowance_index
-                    .probe(slot_index::hash_pair(user_id, sku_id), |at| {
-                        let allowance = &allowances[at as usize];
-                        allowance.user_id == user_id && allowance.sku_id == sku_id
-                    }) {
-                    Probe::Found(at) => at,
-                    Probe::Vacant(slot) => {
-                        let at = shard.allowances.len() as u32;
-                        shard.allowances.push(Allowance {
-                            user_id,
-                            sku_id,
-                            units: 0,
-                        });
-                        shard.allowance_index.fill(slot, at);
-                        at
-                    }
-                };
+            let allowance = match shard.allowance_index.probe(
+                slot_index::hash_pair(shard.hash_key, user_id, sku_id),
+                |at| {
+                    let allowance = &allowances[at as usize];
+                    allowance.user_id == user_id && allowance.sku_id == sku_id
+                },
+            ) {
+                Probe::Found(at) => at,
+                Probe::Vacant(slot) => {
+                    let at = shard.allowances.len() as u32;
+                    shard.allowances.push(Allowance {
+                        user_id,
+                        sku_id,
+                        units: 0,
+                    });
+                    shard.allowance_index.fill(slot, at);
+                    at
+                }
+            };
             if matches!(status, OrderStatus::Held | OrderStatus::Paid) {
                 let units = &mut shard.allowances[allowance as usize].units;
                 *units = units.saturating_add(qty);

@@ -246,23 +246,38 @@ pub fn prefetch_read<T>(pointer: *const T) {
     let _ = pointer;
 }
 
-/// A 32-bit hash of a 64-bit key (the murmur3 finaliser's mix, high half), never 0.
+/// The murmur3 finaliser: a bijective mix of 64 bits.
 #[inline]
-pub fn hash_u64(key: u64) -> u32 {
-    let mut x = key;
+fn mix64(mut x: u64) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^= x >> 33;
-    // Never 0: 0 marks an empty slot.
-    (x >> 32) as u32 | 1
+    x ^ (x >> 33)
 }
 
-/// A 32-bit hash of a (64-bit, 32-bit) key pair, never 0.
+/// A 32-bit hash of a 64-bit key, never 0, keyed by `hash_key`. Keys (order and user ids) are
+/// chosen by clients: with an unkeyed hash a client could pick thousands of ids for one bucket
+/// and make every probe there walk them all. A secret key per shard closes that; it changes
+/// where entries sit, never what the shard answers.
 #[inline]
-pub fn hash_pair(high: u64, low: u32) -> u32 {
-    hash_u64(high.rotate_left(32) ^ u64::from(low).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+pub fn hash_u64(hash_key: u64, key: u64) -> u32 {
+    // Never 0: 0 marks an empty slot.
+    (mix64(key ^ hash_key) >> 32) as u32 | 1
+}
+
+/// A 32-bit hash of a (64-bit, 32-bit) key pair, never 0, keyed as [`hash_u64`]. The first
+/// half is mixed with the key before the second joins it, so no choice of pairs collides
+/// without knowing the key.
+#[inline]
+pub fn hash_pair(hash_key: u64, high: u64, low: u32) -> u32 {
+    (mix64(mix64(high ^ hash_key) ^ u64::from(low)) >> 32) as u32 | 1
+}
+
+/// A fresh secret hash key, from the standard library's per-process random source.
+pub fn random_hash_key() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0x5eed_u64)
 }
 
 #[cfg(test)]
@@ -270,11 +285,11 @@ mod tests {
     use super::*;
 
     fn find_key(index: &SlotIndex, keys: &[u64], key: u64) -> Option<u32> {
-        index.find(hash_u64(key), |position| keys[position as usize] == key)
+        index.find(hash_u64(1, key), |position| keys[position as usize] == key)
     }
 
     fn insert_key(index: &mut SlotIndex, keys: &mut Vec<u64>, key: u64) -> bool {
-        let probe = index.probe(hash_u64(key), |position| keys[position as usize] == key);
+        let probe = index.probe(hash_u64(1, key), |position| keys[position as usize] == key);
         match probe {
             Probe::Found(_) => false,
             Probe::Vacant(vacant) => {
@@ -326,6 +341,35 @@ mod tests {
             );
         }
         assert_eq!(index.find(7, |at| keys[at as usize] == 5), None);
+    }
+
+    #[test]
+    fn ids_chosen_to_share_a_bucket_under_one_key_spread_under_another() {
+        // What a hostile client could do against a known key: 200 ids whose hashes all have the
+        // same top 10 bits (one home bucket of 1,024). Under another key they scatter.
+        let top_bits = |hash: u32| hash >> 22;
+        let crafted: Vec<u64> = (0u64..)
+            .filter(|&id| top_bits(hash_u64(0, id)) == 0)
+            .take(200)
+            .collect();
+        let mut homes: Vec<u32> = crafted
+            .iter()
+            .map(|&id| top_bits(hash_u64(0x1234_5678, id)))
+            .collect();
+        homes.sort_unstable();
+        homes.dedup();
+        assert!(homes.len() > 150, "only {} distinct homes", homes.len());
+        let mut pair_homes: Vec<u32> = crafted
+            .iter()
+            .map(|&user| top_bits(hash_pair(0x1234_5678, user, 7)))
+            .collect();
+        pair_homes.sort_unstable();
+        pair_homes.dedup();
+        assert!(
+            pair_homes.len() > 150,
+            "only {} distinct homes",
+            pair_homes.len()
+        );
     }
 
     #[test]
