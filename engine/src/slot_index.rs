@@ -12,7 +12,8 @@
 //! growing doubles the table without reading the keys. Entries are never removed (orders and
 //! allowances live as long as the shard).
 //!
-//! It owns slots only: it must not know the keys' type, hash them, or hold the array.
+//! It owns the slots and the keyed hash of 64-bit keys ([`hash_u64`], [`hash_pair`]); it must
+//! not know what the keys are (orders, users) or hold the array they index.
 
 /// The table never grows past half full.
 const MAX_LOAD_NUMERATOR: usize = 1;
