@@ -94,11 +94,13 @@ fn drive(engine: &Engine, thread: u64) -> Run {
     }
 }
 
-fn measure(name: &str, durability: Durability) -> f64 {
+/// A 2-shard engine with room for `orders_capacity_per_shard` orders and `SKUS` SKUs of stock
+/// that cannot run out (so every reserve is a real new hold).
+fn engine_with_skus(durability: Durability, orders_capacity_per_shard: usize) -> Engine {
     let engine = Engine::start(EngineConfig {
         shards: 2,
         durability,
-        orders_capacity_per_shard: 1 << 22,
+        orders_capacity_per_shard,
         ..EngineConfig::default()
     })
     .unwrap();
@@ -106,6 +108,11 @@ fn measure(name: &str, durability: Durability) -> f64 {
         .map(|sku| Command::UpsertSku(SkuConfig::simple(sku, 1 << 40, u32::MAX, 900_000)))
         .collect();
     engine.submit_wait(upserts);
+    engine
+}
+
+fn measure(name: &str, durability: Durability) -> f64 {
+    let engine = engine_with_skus(durability, 1 << 22);
     let runs: Vec<Run> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..2u64)
             .map(|thread| {
@@ -162,17 +169,7 @@ const PEAK_PER_S: u64 = 325_000;
 const PEAK_BATCH: u64 = 128;
 
 fn peak(name: &str, durability: Durability) {
-    let engine = Engine::start(EngineConfig {
-        shards: 2,
-        durability,
-        orders_capacity_per_shard: 1 << 21,
-        ..EngineConfig::default()
-    })
-    .unwrap();
-    let upserts = (0..SKUS)
-        .map(|sku| Command::UpsertSku(SkuConfig::simple(sku, 1 << 40, u32::MAX, 900_000)))
-        .collect();
-    engine.submit_wait(upserts);
+    let engine = engine_with_skus(durability, 1 << 21);
     let (sender, receiver) = crossbeam_channel::unbounded::<(u64, usize)>();
     let started = Instant::now();
     std::thread::scope(|scope| {
