@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use flashsale_loadgen::driver::DriverConfig;
+use flashsale_loadgen::replay::ReplayOptions;
 use flashsale_loadgen::run::{self, RunOptions};
 use flashsale_loadgen::scenario::Scenario;
 use flashsale_loadgen::slo::Slo;
@@ -78,44 +79,39 @@ struct ImportArgs {
 
 #[derive(Parser)]
 struct RecordArgs {
-    /// Built-in profile: double11, steady or spike.
-    #[arg(long, default_value = "double11")]
-    profile: String,
-    /// A scenario TOML file instead of a built-in profile.
-    #[arg(long)]
-    scenario: Option<PathBuf>,
-    #[arg(long, value_parser = parse_duration_s)]
-    duration: Option<f64>,
-    #[arg(long, value_parser = parse_rate)]
-    rate: Option<f64>,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long)]
     out: PathBuf,
 }
 
-/// Where requests go (shared by replay and sweep).
+/// Where requests go and how the pacer sends them (run, replay, sweep).
 #[derive(clap::Args)]
 struct TargetArgs {
-    /// inproc (embedded engine), noop, limited:RATE, http://HOST:PORT or tcp://HOST:PORT.
+    /// inproc (embedded engine), noop, limited:RATE, http://HOST:PORT, tcp://HOST:PORT or
+    /// redis://HOST:PORT[?pipeline=0|1][&flush=1] (the Redis + Lua baseline).
     #[arg(long, default_value = "inproc")]
     target: String,
     /// Connections (concurrent in-flight requests) for network targets.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = TargetOptions::default().connections)]
     connections: usize,
     /// Shards of the embedded engine.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = TargetOptions::default().inproc_shards)]
     shards: usize,
     /// Pacer period in microseconds.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = DriverConfig::default().tick_us)]
     tick_us: u64,
     /// A request sent later than this after its intended time counts as late.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = DriverConfig::default().late_threshold_us)]
     late_threshold_us: u64,
 }
 
 impl TargetArgs {
-    fn options(&self) -> Result<TargetOptions> {
+    /// The target's options; `expected_orders` (every order the run may create) sizes an
+    /// embedded engine's tables so that their growth stays out of the measurement.
+    fn options(&self, expected_orders: Option<f64>) -> Result<TargetOptions> {
         if self.connections == 0 {
             bail!("--connections must be at least 1");
         }
@@ -126,13 +122,55 @@ impl TargetArgs {
             connections: self.connections,
             admin_token: std::env::var("FLASHSALE_ADMIN_TOKEN").ok(),
             inproc_shards: self.shards,
+            inproc_orders_capacity_per_shard: expected_orders.map(|orders| {
+                (orders * 1.1 / self.shards as f64).clamp(1024.0, 16_000_000.0) as usize
+            }),
             ..TargetOptions::default()
         })
     }
-    fn open(&self) -> Result<std::sync::Arc<dyn target::Target>> {
-        let options = self.options()?;
+
+    fn open(&self, expected_orders: Option<f64>) -> Result<std::sync::Arc<dyn target::Target>> {
+        let options = self.options(expected_orders)?;
         target::from_spec(&self.target, &options)
             .with_context(|| format!("opening target {}", self.target))
+    }
+
+    /// The driver's settings with this pacing and `drain_timeout_ms`.
+    fn driver(&self, drain_timeout_ms: u64) -> DriverConfig {
+        DriverConfig {
+            tick_us: self.tick_us,
+            late_threshold_us: self.late_threshold_us,
+            drain_timeout_ms,
+            ..DriverConfig::default()
+        }
+    }
+}
+
+/// Which workload: a built-in profile or a scenario file, stretched and scaled.
+#[derive(clap::Args)]
+struct ScenarioArgs {
+    /// Built-in profile: double11, steady or spike.
+    #[arg(long, default_value = "double11", conflicts_with = "scenario")]
+    profile: String,
+    /// A scenario TOML file instead of a built-in profile.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Stretch the scenario to this length (e.g. 60s, 2m, 90).
+    #[arg(long, value_parser = parse_duration_s)]
+    duration: Option<f64>,
+    /// Scale the scenario so its peak scheduled rate is N requests/s (e.g. 325k, 2M).
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
+}
+
+impl ScenarioArgs {
+    fn load(&self) -> Result<Scenario> {
+        load_scenario(
+            &self.profile,
+            self.scenario.as_ref(),
+            self.duration,
+            self.rate,
+        )
     }
 }
 
@@ -141,13 +179,13 @@ struct ReplayArgs {
     /// The trace file (from record, serve --capture or trace import).
     trace: PathBuf,
     /// Recorded times are divided by this (2.0 = twice as fast).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = ReplayOptions::default().speed)]
     speed: f64,
     /// Lower the speed so the trace's busiest second offers at most N requests/s.
     #[arg(long, value_parser = parse_rate)]
     max_rate: Option<f64>,
     /// Play the trace K times back to back (order ids shifted per loop).
-    #[arg(long = "loop", default_value_t = 1)]
+    #[arg(long = "loop", default_value_t = ReplayOptions::default().loops)]
     loops: u64,
     #[command(flatten)]
     target: TargetArgs,
@@ -157,7 +195,7 @@ struct ReplayArgs {
     /// Threshold such as 'reserve.p99<2ms'; repeatable. A breach exits with status 2.
     #[arg(long = "slo")]
     slos: Vec<String>,
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = DriverConfig::default().drain_timeout_ms)]
     drain_timeout_ms: u64,
     #[arg(long)]
     quiet: bool,
@@ -223,28 +261,10 @@ struct SweepArgs {
 
 #[derive(Parser)]
 struct RunArgs {
-    /// Built-in profile: double11, steady or spike.
-    #[arg(long, default_value = "double11", conflicts_with = "scenario")]
-    profile: String,
-    /// A scenario TOML file instead of a built-in profile.
-    #[arg(long)]
-    scenario: Option<PathBuf>,
-    /// Stretch the scenario to this length (e.g. 60s, 2m, 90).
-    #[arg(long, value_parser = parse_duration_s)]
-    duration: Option<f64>,
-    /// Scale the scenario so its peak scheduled rate is N requests/s (e.g. 325k, 2M).
-    #[arg(long, value_parser = parse_rate)]
-    rate: Option<f64>,
-    /// inproc (embedded engine), noop, http://HOST:PORT, tcp://HOST:PORT or
-    /// redis://HOST:PORT[?pipeline=0|1][&flush=1] (the Redis + Lua baseline).
-    #[arg(long, default_value = "inproc")]
-    target: String,
-    /// Connections (concurrent in-flight requests) for network targets.
-    #[arg(long, default_value_t = 64)]
-    connections: usize,
-    /// Shards of the embedded engine.
-    #[arg(long, default_value_t = 2)]
-    shards: usize,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    target: TargetArgs,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Report directory (default reports/<timestamp>/).
@@ -253,14 +273,8 @@ struct RunArgs {
     /// Threshold such as 'reserve.p99<2ms'; repeatable. A breach exits with status 2.
     #[arg(long = "slo")]
     slos: Vec<String>,
-    /// Pacer period in microseconds.
-    #[arg(long, default_value_t = 200)]
-    tick_us: u64,
-    /// A request sent later than this after its intended time counts as late.
-    #[arg(long, default_value_t = 2_000)]
-    late_threshold_us: u64,
     /// How long to wait for outstanding answers after the schedule ends.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = DriverConfig::default().drain_timeout_ms)]
     drain_timeout_ms: u64,
     /// No progress bar.
     #[arg(long)]
@@ -312,49 +326,28 @@ fn parse_duration_or_zero(s: &str) -> Result<f64, String> {
     parse_duration_s(s)
 }
 
-fn default_out_dir() -> PathBuf {
-    let secs = std::time::SystemTime::now()
+fn unix_time_s() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    PathBuf::from("reports").join(format!("{secs}"))
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `reports/<prefix><unix time>/`.
+fn default_dir_named(prefix: &str) -> PathBuf {
+    PathBuf::from("reports").join(format!("{prefix}{}", unix_time_s()))
+}
+
+fn default_out_dir() -> PathBuf {
+    default_dir_named("")
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let mut scenario = match &args.scenario {
-        Some(path) => Scenario::from_file(path)?,
-        None => Scenario::profile(&args.profile)?,
-    };
-    if let Some(d) = args.duration {
-        scenario.set_duration_s(d)?;
-    }
-    if let Some(r) = args.rate {
-        scenario.set_peak_rate(r)?;
-    }
-    let slos = args
-        .slos
-        .iter()
-        .map(|s| Slo::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    if args.connections == 0 {
-        bail!("--connections must be at least 1");
-    }
-    if args.shards == 0 {
-        bail!("--shards must be at least 1");
-    }
+    let scenario = args.scenario.load()?;
+    let slos = parse_slos(&args.slos)?;
     // Every hold is a fresh arrival, so ∫λ over the run bounds the orders an embedded engine
-    // must hold; sizing its tables for that keeps table growth out of the measurement.
+    // must hold.
     let expected_orders = scenario.expected_arrivals_until(scenario.duration_s());
-    let options = TargetOptions {
-        connections: args.connections,
-        admin_token: std::env::var("FLASHSALE_ADMIN_TOKEN").ok(),
-        inproc_shards: args.shards,
-        inproc_orders_capacity_per_shard: Some(
-            (expected_orders * 1.1 / args.shards as f64).clamp(1024.0, 16_000_000.0) as usize,
-        ),
-        ..TargetOptions::default()
-    };
-    let target = target::from_spec(&args.target, &options)
-        .with_context(|| format!("opening target {}", args.target))?;
+    let target = args.target.open(Some(expected_orders))?;
     let out_dir = args.out.unwrap_or_else(default_out_dir);
     eprintln!(
         "running {} for {:.1}s at peak {:.0} req/s against {} (seed {}), report in {}",
@@ -371,12 +364,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         target: target.clone(),
         out_dir: Some(out_dir),
         slos,
-        driver: DriverConfig {
-            tick_us: args.tick_us,
-            late_threshold_us: args.late_threshold_us,
-            drain_timeout_ms: args.drain_timeout_ms,
-            ..DriverConfig::default()
-        },
+        driver: args.target.driver(args.drain_timeout_ms),
         progress: !args.quiet,
     });
     target.shutdown();
@@ -493,21 +481,16 @@ fn load_scenario(
 
 fn record(args: RecordArgs) -> Result<ExitCode> {
     use flashsale_loadgen::trace::{self, ScenarioSource};
-    let scenario = load_scenario(
-        &args.profile,
-        args.scenario.as_ref(),
-        args.duration,
-        args.rate,
-    )?;
-    let source = match &args.scenario {
+    let scenario = args.scenario.load()?;
+    let source = match &args.scenario.scenario {
         Some(path) => ScenarioSource::File(path),
-        None => ScenarioSource::Profile(&args.profile),
+        None => ScenarioSource::Profile(&args.scenario.profile),
     };
     let trailer = trace::record(
         &scenario,
         source,
-        args.duration,
-        args.rate,
+        args.scenario.duration,
+        args.scenario.rate,
         args.seed,
         &args.out,
     )?;
@@ -534,7 +517,7 @@ fn parse_slos(specs: &[String]) -> Result<Vec<Slo>> {
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
-    use flashsale_loadgen::replay::{self, ReplayOptions};
+    use flashsale_loadgen::replay;
     let slos = parse_slos(&args.slos)?;
     let options = ReplayOptions {
         speed: args.speed,
@@ -542,7 +525,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         loops: args.loops,
         first_loop: 0,
     };
-    let target = args.target.open()?;
+    let target = args.target.open(None)?;
     let out_dir = args.out.unwrap_or_else(default_out_dir);
     eprintln!(
         "replaying {} at {}x against {}, report in {}",
@@ -558,12 +541,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
             target: target.clone(),
             out_dir: Some(out_dir),
             slos,
-            driver: DriverConfig {
-                tick_us: args.target.tick_us,
-                late_threshold_us: args.target.late_threshold_us,
-                drain_timeout_ms: args.drain_timeout_ms,
-                ..DriverConfig::default()
-            },
+            driver: args.target.driver(args.drain_timeout_ms),
             progress: !args.quiet,
         },
     );
@@ -621,18 +599,12 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
             None,
         )?)),
     };
-    args.target.options()?;
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs())
-    });
-    let out_dir = args.out.clone().unwrap_or_else(|| {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        PathBuf::from("reports").join(format!("sweep-{secs}"))
-    });
+    args.target.options(None)?;
+    let seed = args.seed.unwrap_or_else(|| unix_time_s().max(1));
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_dir_named("sweep-"));
     let options = SweepOptions {
         workload,
         seed,
@@ -646,12 +618,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         slos,
         far_factor: args.far_factor,
         max_error_ratio: args.max_error_ratio,
-        driver: DriverConfig {
-            tick_us: args.target.tick_us,
-            late_threshold_us: args.target.late_threshold_us,
-            drain_timeout_ms: args.drain_timeout_ms,
-            ..DriverConfig::default()
-        },
+        driver: args.target.driver(args.drain_timeout_ms),
         out_dir: out_dir.clone(),
         step_reports: args.step_reports,
         verbose: true,
@@ -667,7 +634,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
     let open = || {
         let options = args
             .target
-            .options()
+            .options(None)
             .map_err(|e| target::TargetError::Unsupported(e.to_string()))?;
         target::from_spec(&args.target.target, &options)
     };

@@ -12,6 +12,7 @@
 use crate::driver::{AbortWhen, DriverConfig};
 use crate::recorder::{LABELS, Live, Percentiles, is_error_label};
 use crate::replay::{self, ReplayError, ReplayOptions};
+use crate::report::chart::{self, LegendAt, Series, Style};
 use crate::run::{self, Plan, RunError, RunSettings};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::slo::{Slo, SloResult};
@@ -469,34 +470,21 @@ fn run_one(
     })
 }
 
-const PALETTE: [RGBColor; 5] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-];
-
 /// The capacity curve: corrected latency percentiles (log scale) and achieved rate against
 /// offered rate, with the SLO's limit as a dashed line.
 pub fn chart(result: &SweepResult, slo_limit_ms: f64) -> String {
-    let mut out = String::new();
-    let drawn = draw(&mut out, result, slo_limit_ms);
-    match drawn {
-        Ok(()) => out,
-        Err(e) => format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\"><text x=\"10\" y=\"20\">chart unavailable: {}</text></svg>",
-            e.to_string().replace('<', "&lt;")
-        ),
-    }
+    chart::svg((chart::WIDTH, 2 * HEIGHT), |root| draw(root, result, slo_limit_ms))
+        .unwrap_or_else(|e| {
+            format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\"><text x=\"10\" y=\"20\">chart unavailable: {}</text></svg>",
+                chart::escape(&e)
+            )
+        })
 }
 
-fn draw(
-    out: &mut String,
-    result: &SweepResult,
-    slo_limit_ms: f64,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let op = result.chart_op();
+const HEIGHT: u32 = 380;
+
+fn draw(root: chart::Area<'_>, result: &SweepResult, slo_limit_ms: f64) -> chart::DrawResult {
     let mut steps: Vec<&StepResult> = result
         .steps
         .iter()
@@ -508,9 +496,19 @@ fn draw(
         .map(|s| s.offered_rate_per_s.max(s.achieved_rate_per_s))
         .fold(1.0f64, f64::max)
         * 1.05;
-    let root = SVGBackend::with_string(out, (900, 760)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (top, bottom) = root.split_vertically(400);
+    let (top, bottom) = root.split_vertically(HEIGHT + 20);
+    draw_latency(&top, result, &steps, x_max, slo_limit_ms)?;
+    draw_achieved(&bottom, &steps, x_max)
+}
+
+fn draw_latency(
+    area: &chart::Area<'_>,
+    result: &SweepResult,
+    steps: &[&StepResult],
+    x_max: f64,
+    slo_limit_ms: f64,
+) -> chart::DrawResult {
+    let op = result.chart_op();
     type Pick = fn(&Percentiles) -> f64;
     let quantiles: [(&str, Pick); 4] = [
         ("p50", |p| p.p50_us),
@@ -518,9 +516,8 @@ fn draw(
         ("p99", |p| p.p99_us),
         ("p99.9", |p| p.p999_us),
     ];
-    let series: Vec<(&str, Vec<(f64, f64)>)> = quantiles
-        .iter()
-        .map(|(name, get)| {
+    let mut series = Series::palette(
+        quantiles.iter().map(|(name, get)| {
             let data = steps
                 .iter()
                 .filter_map(|s| {
@@ -533,102 +530,69 @@ fn draw(
                     })
                 })
                 .collect();
-            (*name, data)
-        })
-        .collect();
+            (name.to_string(), data)
+        }),
+        Style::LineAndDots,
+    );
     let y_max = series
         .iter()
-        .flat_map(|(_, d)| d.iter().map(|p| p.1))
+        .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(slo_limit_ms.max(0.01), f64::max)
         * 2.0;
-    let mut chart = ChartBuilder::on(&top)
-        .caption(
-            format!(
-                "{op} latency (corrected) vs offered rate — {}",
-                result.slos.join(", ")
-            ),
-            ("sans-serif", 18),
-        )
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, (0.001f64..y_max).log_scale())?;
-    chart
-        .configure_mesh()
+    if slo_limit_ms > 0.0 {
+        series.push(Series {
+            name: "SLO limit".into(),
+            color: chart::RED,
+            style: Style::Dashed,
+            points: vec![(0.0, slo_limit_ms), (x_max, slo_limit_ms)],
+        });
+    }
+    let caption = format!(
+        "{op} latency (corrected) vs offered rate — {}",
+        result.slos.join(", ")
+    );
+    let mut c = chart::build(area, &caption, 0f64..x_max, (0.001f64..y_max).log_scale())?;
+    c.configure_mesh()
         .x_desc("offered requests/s")
         .y_desc("ms")
         .draw()?;
-    for (i, (name, data)) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        chart
-            .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-        chart.draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-    }
-    if slo_limit_ms > 0.0 {
-        let red = PALETTE[3];
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(0.0, slo_limit_ms), (x_max, slo_limit_ms)],
-                6,
-                4,
-                red.stroke_width(1),
-            ))?
-            .label("SLO limit")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], red));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
+    chart::draw_series(&mut c, series, LegendAt::UpperLeft)
+}
 
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption("Achieved vs offered rate (requests/s)", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, 0f64..x_max)?;
-    chart.configure_mesh().x_desc("offered requests/s").draw()?;
-    let grey = RGBColor(160, 160, 160);
-    chart
-        .draw_series(DashedLineSeries::new(
-            [(0.0, 0.0), (x_max, x_max)],
-            6,
-            4,
-            grey.stroke_width(1),
-        ))?
-        .label("achieved = offered")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], grey));
-    let blue = PALETTE[0];
-    let achieved: Vec<(f64, f64)> = steps
-        .iter()
-        .map(|s| (s.offered_rate_per_s, s.achieved_rate_per_s))
-        .collect();
-    chart
-        .draw_series(LineSeries::new(
-            achieved.iter().copied(),
-            blue.stroke_width(2),
-        ))?
-        .label("achieved")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], blue));
-    chart.draw_series(steps.iter().map(|s| {
-        let color = if s.passed { PALETTE[2] } else { PALETTE[3] };
-        Circle::new(
-            (s.offered_rate_per_s, s.achieved_rate_per_s),
-            4,
-            color.filled(),
-        )
-    }))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
-    root.present()?;
+fn draw_achieved(area: &chart::Area<'_>, steps: &[&StepResult], x_max: f64) -> chart::DrawResult {
+    let mut c = chart::build(
+        area,
+        "Achieved vs offered rate (requests/s)",
+        0f64..x_max,
+        0f64..x_max,
+    )?;
+    c.configure_mesh().x_desc("offered requests/s").draw()?;
+    let series = [
+        Series {
+            name: "achieved = offered".into(),
+            color: chart::GREY,
+            style: Style::Dashed,
+            points: vec![(0.0, 0.0), (x_max, x_max)],
+        },
+        Series {
+            name: "achieved".into(),
+            color: chart::PALETTE[0],
+            style: Style::Line,
+            points: steps
+                .iter()
+                .map(|s| (s.offered_rate_per_s, s.achieved_rate_per_s))
+                .collect(),
+        },
+    ];
+    chart::draw_series(&mut c, series, LegendAt::UpperLeft)?;
+    // Each step's dot says whether it passed.
+    for s in steps {
+        let color = if s.passed { chart::GREEN } else { chart::RED };
+        c.draw_series(chart::dots(
+            &[(s.offered_rate_per_s, s.achieved_rate_per_s)],
+            color,
+        ))?;
+    }
     Ok(())
 }
 

@@ -4,41 +4,15 @@
 //! owns the page; it must not compute figures beyond what it plots.
 
 use super::Summary;
+use super::chart::{self, HEIGHT, LegendAt, Series, Style, WIDTH, escape as html_escape};
 use crate::recorder::{IntervalPoint, LABELS, N_LABELS, OPS, OpHistograms};
 use plotters::prelude::*;
 use std::fmt::Write;
 
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
-
-const W: u32 = 900;
-const H: u32 = 380;
-const PALETTE: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
-
-fn svg(
-    draw: impl FnOnce(DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> DrawResult,
-) -> String {
-    let mut out = String::new();
-    let result = {
-        let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
-        root.fill(&WHITE)
-            .map_err(|e| e.to_string().into())
-            .and_then(|()| draw(root.clone()).and_then(|()| root.present().map_err(Into::into)))
-    };
-    match result {
-        Ok(()) => out,
-        Err(e) => format!("<p>chart unavailable: {}</p>", html_escape(&e.to_string())),
-    }
+/// One chart of the page, or a note saying why it is missing.
+fn svg(draw: impl FnOnce(chart::Area<'_>) -> chart::DrawResult) -> String {
+    chart::svg((WIDTH, HEIGHT), draw)
+        .unwrap_or_else(|e| format!("<p>chart unavailable: {}</p>", html_escape(&e)))
 }
 
 /// Draws each named series as a line in the palette's colours, with the legend every chart of
@@ -46,30 +20,16 @@ fn svg(
 fn draw_lines<'chart, 'backend: 'chart, X, Y>(
     chart: &mut ChartContext<'chart, SVGBackend<'backend>, Cartesian2d<X, Y>>,
     series: impl IntoIterator<Item = (String, Vec<(f64, f64)>)>,
-) -> DrawResult
+) -> chart::DrawResult
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
-    for (i, (name, data)) in series.into_iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        chart
-            .draw_series(LineSeries::new(data, color.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
-    Ok(())
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    chart::draw_series(
+        chart,
+        Series::palette(series, Style::Line),
+        LegendAt::MiddleRight,
+    )
 }
 
 fn rate_chart(points: &[IntervalPoint]) -> String {
@@ -82,12 +42,12 @@ fn rate_chart(points: &[IntervalPoint]) -> String {
             .unwrap_or(1)
             .max(1) as f64
             * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Offered vs achieved rate (requests/s)", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
+        let mut chart = chart::build(
+            &root,
+            "Offered vs achieved rate (requests/s)",
+            0f64..t_max,
+            0f64..y_max,
+        )?;
         chart.configure_mesh().x_desc("seconds").draw()?;
         let series = [
             (
@@ -135,12 +95,12 @@ fn latency_chart(points: &[IntervalPoint]) -> String {
             .flat_map(|(_, d)| d.iter().map(|p| p.1))
             .fold(1.0f64, f64::max)
             * 2.0;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Corrected latency over time (ms, log)", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..t_max, (0.001f64..y_max).log_scale())?;
+        let mut chart = chart::build(
+            &root,
+            "Corrected latency over time (ms, log)",
+            0f64..t_max,
+            (0.001f64..y_max).log_scale(),
+        )?;
         chart
             .configure_mesh()
             .x_desc("seconds")
@@ -179,15 +139,12 @@ fn spectrum_chart(total: &[OpHistograms; 3]) -> String {
             .flat_map(|(_, d)| d.iter().map(|p| p.1))
             .fold(1.0f64, f64::max)
             * 2.0;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Percentile spectrum (ms, log) vs 1/(1-percentile)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(70)
-            .build_cartesian_2d((1f64..x_max).log_scale(), (0.001f64..y_max).log_scale())?;
+        let mut chart = chart::build(
+            &root,
+            "Percentile spectrum (ms, log) vs 1/(1-percentile)",
+            (1f64..x_max).log_scale(),
+            (0.001f64..y_max).log_scale(),
+        )?;
         chart
             .configure_mesh()
             .x_desc("1/(1-percentile): 10 = p90, 100 = p99, 1000 = p99.9")
@@ -210,12 +167,12 @@ fn outcome_chart(points: &[IntervalPoint]) -> String {
             .unwrap_or(1)
             .max(1) as f64
             * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Outcome mix over time (answers/s)", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..t_max, 0f64..y_max)?;
+        let mut chart = chart::build(
+            &root,
+            "Outcome mix over time (answers/s)",
+            0f64..t_max,
+            0f64..y_max,
+        )?;
         chart.configure_mesh().x_desc("seconds").draw()?;
         let series = used.iter().map(|&l| {
             let data = points.iter().map(|p| (p.start_s, p.outcomes[l] as f64));

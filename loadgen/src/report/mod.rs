@@ -1,8 +1,10 @@
 //! Run reports: `summary.json` (offered vs achieved, outcome counts, corrected and uncorrected
 //! percentiles per op, send statistics, the invariant verdict, SLO results), `latency.hlog`,
 //! one `.hgrm` percentile distribution per op, `report.html` with inline SVG charts, and the
-//! terminal table. It owns formats and files; it must not measure or send anything.
+//! terminal table; `chart` draws every chart of the report and of the sweep. It owns formats and
+//! files; it must not measure or send anything.
 
+pub mod chart;
 pub mod hgrm;
 pub mod hlog;
 pub mod html;
