@@ -390,6 +390,34 @@ impl Scenario {
         total * self.peak_rate_per_s * self.time_scale
     }
 
+    /// The funnel's expected pay rate at real time `t_s`, in pays per second, when every fresh
+    /// reserve is held: `pay_probability × ∫ λ(t − d) f(d) dd`, with f the scaled log-normal
+    /// pay-delay density. Integrated over the delay's standard-normal quantile z
+    /// (d = median·e^(σz)) by the midpoint rule on z ∈ [−8, 8]: exact to far below a pay per
+    /// second for every shipped profile. Sold-out and over-limit reserves pay nothing, so a
+    /// run's measured pay rate is at most this.
+    pub fn expected_pay_rate_at(&self, t_s: f64) -> f64 {
+        const STEPS: usize = 4_000;
+        const Z_MAX: f64 = 8.0;
+        let f = &self.funnel;
+        let dz = 2.0 * Z_MAX / STEPS as f64;
+        let median_s = f.pay_delay.median_ms / 1000.0 * self.time_scale;
+        let mean_rate: f64 = (0..STEPS)
+            .map(|i| {
+                let z = -Z_MAX + (i as f64 + 0.5) * dz;
+                let delay_s = median_s * (f.pay_delay.sigma * z).exp();
+                let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                let arrived_s = t_s - delay_s;
+                if arrived_s < 0.0 {
+                    0.0
+                } else {
+                    self.rate_at(arrived_s) * density * dz
+                }
+            })
+            .sum();
+        f.pay_probability * mean_rate
+    }
+
     /// Real (scaled) start and end of each phase, in seconds, with its name.
     pub fn phase_bounds_s(&self) -> Vec<(String, f64, f64)> {
         let mut start = 0.0;
@@ -429,6 +457,43 @@ mod tests {
         assert!(s.rate_at(midnight - 0.01) < 50_000.0);
         assert!((s.rate_at(midnight + 0.01) - 325_000.0).abs() < 1.0);
         assert!((s.peak_offered_rate_per_s() - 325_000.0).abs() < 1.0);
+    }
+
+    /// The published 2017 shape (docs/workload.md): orders step to 325,000/s at midnight and
+    /// payments peak at 256,000/s 5 min 22 s later — compressed 30× in the nominal 60 s profile,
+    /// and by the same factor as everything else when `--duration` stretches it.
+    #[test]
+    fn double11_payments_peak_at_256k_5min22s_after_the_step() {
+        const REAL_DELAY_S: f64 = 5.0 * 60.0 + 22.0;
+        const COMPRESSION: f64 = 30.0;
+        for duration_s in [60.0, 20.0, 1800.0] {
+            let mut s = Scenario::profile("double11").unwrap();
+            s.set_duration_s(duration_s).unwrap();
+            let midnight = s
+                .phase_bounds_s()
+                .iter()
+                .find(|b| b.0 == "midnight")
+                .unwrap()
+                .1;
+            assert!((s.rate_at(midnight + 1e-6) - 325_000.0).abs() < 1.0);
+            assert!((s.peak_offered_rate_per_s() - 325_000.0).abs() < 1.0);
+            // The pay rate over the whole run, every 1/1000 of the run.
+            let dt = s.duration_s() / 1000.0;
+            let (peak_t, peak) = (0..1000)
+                .map(|i| i as f64 * dt)
+                .map(|t| (t, s.expected_pay_rate_at(t)))
+                .fold((0.0, 0.0), |best, p| if p.1 > best.1 { p } else { best });
+            let delay_s = peak_t - midnight;
+            let expected_delay_s = REAL_DELAY_S / COMPRESSION * s.time_scale;
+            assert!(
+                (peak / 256_000.0 - 1.0).abs() < 0.01,
+                "{duration_s} s: payments peak at {peak:.0}/s"
+            );
+            assert!(
+                (delay_s / expected_delay_s - 1.0).abs() < 0.03,
+                "{duration_s} s: payments peak {delay_s:.2} s after the step, not {expected_delay_s:.2} s"
+            );
+        }
     }
 
     #[test]

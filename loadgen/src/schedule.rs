@@ -579,7 +579,11 @@ mod tests {
         assert!((cancel as f64 / 1e5 - 0.05).abs() < 0.005);
         delays.sort_unstable();
         let median_ms = delays[delays.len() / 2] as f64 / 1e6;
-        assert!((median_ms - 9000.0).abs() < 200.0, "{median_ms}");
+        let expected_ms = s.funnel.pay_delay.median_ms;
+        assert!(
+            (median_ms / expected_ms - 1.0).abs() < 0.02,
+            "{median_ms} vs {expected_ms}"
+        );
         let other = FollowUps::new(&s, 4);
         assert!((0..1000).any(|id| other.decide(id) != f.decide(id)));
     }
