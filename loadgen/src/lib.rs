@@ -6,6 +6,7 @@
 //! its public submit API and network contracts.
 
 pub mod driver;
+pub mod health;
 pub mod import;
 pub mod recorder;
 pub mod replay;
