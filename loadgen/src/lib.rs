@@ -1,6 +1,7 @@
 //! flashsale-loadgen: the open-loop load generator for flashsale. It owns traffic models
-//! (`scenario`, `schedule`), the open-loop `driver`, latency recording (`recorder`), invariant
-//! checks (`verify`), reports (`report`) and SLO gates (`slo`), and the `run` orchestration
+//! (`scenario`, `schedule`), the open-loop `driver` and its own `health`, latency recording
+//! (`recorder`), the run's `validity` verdict, invariant checks (`verify`), reports (`report`),
+//! SLO gates (`slo`) over the whole run or the phase `windows`, and the `run` orchestration
 //! shared by the binary and the tests; capacity planning (`trace` record / info, `import`,
 //! `replay`, `sweep`) builds on the same driver; it must never reach into the engine's internals, only
 //! its public submit API and network contracts.
@@ -18,4 +19,6 @@ pub mod slo;
 pub mod sweep;
 pub mod target;
 pub mod trace;
+pub mod validity;
 pub mod verify;
+pub mod windows;

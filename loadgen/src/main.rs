@@ -1,18 +1,64 @@
 //! The `flashsale-loadgen` binary: parses the command line, builds the scenario and target,
-//! runs, prints the summary table and the invariant verdict, and exits non-zero when an SLO is
-//! breached or an invariant is violated. It owns the CLI only; everything else is the library.
-//! Capacity planning commands: `record`, `replay`, `sweep`, `trace import`, `trace info`.
+//! runs, prints the summary table, the validity and invariant verdicts and the SLO results, and
+//! exits with the status they imply (the table in [`EXIT_STATUS`]). SIGINT / SIGTERM stop a run,
+//! which then drains and writes its report; a second signal ends the process at once. It owns
+//! the CLI only; everything else is the library. Also: `calibrate` (this machine's floor) and
+//! the capacity planning commands `record`, `replay`, `sweep`, `trace import`, `trace info`.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use flashsale_loadgen::driver::DriverConfig;
 use flashsale_loadgen::replay::ReplayOptions;
-use flashsale_loadgen::run::{self, RunOptions};
+use flashsale_loadgen::report::{RunStatus, SummaryInput};
+use flashsale_loadgen::run::{self, RunIds, RunOptions, RunSettings};
 use flashsale_loadgen::scenario::Scenario;
 use flashsale_loadgen::slo::Slo;
-use flashsale_loadgen::target::{self, TargetOptions};
-use std::path::PathBuf;
+use flashsale_loadgen::target::{self, TargetError, TargetOptions};
+use flashsale_loadgen::validity;
+use flashsale_loadgen::verify::Verification;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+/// The exit status table, shown by `--help` and in the README.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0    success: every gate passed
+  1    error: bad input, an unreachable target, a used target refused (--fresh, --run-id),
+       a verification the target did not answer (invariants incomplete)
+  2    usage error: an unknown flag or a malformed value (from the argument parser)
+  3    an SLO breached (--slo; sweep: not even --from met it)
+  4    an invariant violated (oversell, a user over the limit, paid units != sold)
+  5    the run is not valid (--require-valid): its figures measure the generator
+  6    replay: the requests sent differ from the trace's
+  130  interrupted by SIGINT (143: by SIGTERM); the report covers what ran
+When several apply, the first of 1, 4, 130/143, 6, 5, 3 wins.";
+
+/// The process's exit status; `EXIT_STATUS` documents each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    Success,
+    SloBreached,
+    InvariantsViolated,
+    NotValid,
+    ReplayDiffers,
+    /// By the signal's number (2: SIGINT, 15: SIGTERM): 128 + n.
+    Interrupted(u8),
+}
+
+impl Exit {
+    fn code(self) -> ExitCode {
+        ExitCode::from(match self {
+            Exit::Success => 0,
+            Exit::SloBreached => 3,
+            Exit::InvariantsViolated => 4,
+            Exit::NotValid => 5,
+            Exit::ReplayDiffers => 6,
+            Exit::Interrupted(signal) => 128 + signal,
+        })
+    }
+}
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -21,7 +67,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "flashsale-loadgen",
     version,
-    about = "Open-loop load generator for flashsale"
+    about = "Open-loop load generator for flashsale",
+    after_help = EXIT_STATUS
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,14 +78,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a scenario against a target and write a report directory.
+    #[command(after_help = EXIT_STATUS)]
     Run(RunArgs),
+    /// Run a scenario against `noop` and print this machine's floor: how late the generator
+    /// itself sends, and what that adds to corrected latency (default 10 s of double11).
+    #[command(after_help = EXIT_STATUS)]
+    Calibrate(CalibrateArgs),
     /// Print a built-in profile's TOML (a starting point for --scenario files).
     Profile { name: String },
     /// Write a scenario's exact request schedule (intended time + request) to a trace file.
     Record(RecordArgs),
     /// Replay a trace open-loop at its recorded times / --speed, with run's reports and SLOs.
+    #[command(after_help = EXIT_STATUS)]
     Replay(ReplayArgs),
     /// Find the highest offered rate that meets an SLO: climbing steps, then bisection.
+    #[command(after_help = EXIT_STATUS)]
     Sweep(SweepArgs),
     /// Trace files: import other systems' exports, print a trace's summary.
     Trace {
@@ -78,6 +132,26 @@ struct ImportArgs {
 }
 
 #[derive(Parser)]
+struct CalibrateArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    pacer: PacerArgs,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also write the run's report directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Exit with status 5 unless this machine's floor is valid (up to PERCENTILE if given).
+    #[arg(long, value_name = "PERCENTILE", num_args = 0..=1, default_missing_value = "max",
+          value_parser = validity::parse_percentile)]
+    require_valid: Option<f64>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Parser)]
 struct RecordArgs {
     #[command(flatten)]
     scenario: ScenarioArgs,
@@ -100,12 +174,91 @@ struct TargetArgs {
     /// Shards of the embedded engine.
     #[arg(long, default_value_t = TargetOptions::default().inproc_shards)]
     shards: usize,
+    /// A network request unanswered after this long counts as a timeout (an error).
+    #[arg(long, default_value_t = TargetOptions::default().request_timeout_ms)]
+    request_timeout_ms: u64,
+    #[command(flatten)]
+    pacer: PacerArgs,
+}
+
+/// How the pacer sends.
+#[derive(clap::Args)]
+struct PacerArgs {
     /// Pacer period in microseconds.
     #[arg(long, default_value_t = DriverConfig::default().tick_us)]
     tick_us: u64,
     /// A request sent later than this after its intended time counts as late.
     #[arg(long, default_value_t = DriverConfig::default().late_threshold_us)]
     late_threshold_us: u64,
+}
+
+impl PacerArgs {
+    /// The driver's settings with this pacing and `drain_timeout_ms`.
+    fn driver(&self, drain_timeout_ms: u64) -> DriverConfig {
+        DriverConfig {
+            tick_us: self.tick_us,
+            late_threshold_us: self.late_threshold_us,
+            drain_timeout_ms,
+            ..DriverConfig::default()
+        }
+    }
+}
+
+/// What a run is judged by.
+#[derive(clap::Args)]
+struct GateArgs {
+    /// Threshold, repeatable: latency 'reserve.p99<2ms', 'pay.service.p99.9<5ms'; error ratio
+    /// 'errors<0.1%', 'reserve.errors<1%'; rate 'reserve.rate>=300k'; any of them within a
+    /// phase of the scenario, 'midnight:reserve.p99<2ms'. Errors (busy, rate_limited,
+    /// timeouts, connection errors, unanswered; not sold_out or limit_exceeded) count as
+    /// slower than any latency limit. A breach exits with status 3.
+    #[arg(long = "slo")]
+    slos: Vec<String>,
+    /// Stop the run as soon as a --slo is breached (judged at every 1 s interval once it has
+    /// enough answers); the report covers what ran.
+    #[arg(long)]
+    abort_on_fail: bool,
+    /// Exit with status 5 unless the run is valid: its figures measure the target, not the
+    /// generator. With a percentile (--require-valid=p99.9), valid up to that percentile.
+    #[arg(long, value_name = "PERCENTILE", num_args = 0..=1, default_missing_value = "max",
+          value_parser = validity::parse_percentile)]
+    require_valid: Option<f64>,
+}
+
+impl GateArgs {
+    fn slos(&self) -> Result<Vec<Slo>> {
+        let mut slos = parse_slos(&self.slos)?;
+        for slo in &mut slos {
+            slo.abort = self.abort_on_fail;
+        }
+        if self.abort_on_fail && slos.is_empty() {
+            bail!("--abort-on-fail needs at least one --slo");
+        }
+        Ok(slos)
+    }
+}
+
+/// Which ids the run takes on its target.
+#[derive(clap::Args)]
+struct IdArgs {
+    /// Refuse a target that already knows any SKU of this run's catalog (instead of running
+    /// beside the earlier runs at the next free run id).
+    #[arg(long, conflicts_with = "run_id")]
+    fresh: bool,
+    /// Take exactly this run id (SKU and order ids shifted per run id; refused if the target
+    /// knows its SKUs). Default: the first free one.
+    #[arg(long)]
+    run_id: Option<u32>,
+}
+
+impl IdArgs {
+    fn run_ids(&self) -> RunIds {
+        match (self.fresh, self.run_id) {
+            (true, _) => RunIds::Fresh,
+            (false, Some(k)) => RunIds::Fixed(k),
+            (false, None) => RunIds::Auto,
+        }
+    }
 }
 
 impl TargetArgs {
@@ -125,24 +278,40 @@ impl TargetArgs {
             inproc_orders_capacity_per_shard: expected_orders.map(|orders| {
                 (orders * 1.1 / self.shards as f64).clamp(1024.0, 16_000_000.0) as usize
             }),
-            ..TargetOptions::default()
+            request_timeout_ms: self.request_timeout_ms.max(1),
         })
     }
 
-    fn open(&self, expected_orders: Option<f64>) -> Result<std::sync::Arc<dyn target::Target>> {
+    /// Opens the target; when it cannot be reached, `report` (the report directory and the
+    /// workload's name and seed) still gets a report saying so.
+    fn open(
+        &self,
+        expected_orders: Option<f64>,
+        report: Option<(&Path, &str, u64)>,
+    ) -> Result<Arc<dyn target::Target>> {
         let options = self.options(expected_orders)?;
-        target::from_spec(&self.target, &options)
-            .with_context(|| format!("opening target {}", self.target))
+        let opened = target::from_spec(&self.target, &options);
+        // A target that cannot be reached still gets its report; a misspelt one is bad input.
+        if let (Err(e), Some((dir, name, seed))) = (&opened, report)
+            && !matches!(e, TargetError::Spec(_))
+        {
+            let input = SummaryInput {
+                scenario: name,
+                target: self.target.clone(),
+                seed,
+                started_at_unix_s: unix_time_s(),
+                peak_offered_rate_per_s: 0.0,
+            };
+            let reason = format!("opening target {}: {e}", self.target);
+            if run::write_failed_report(dir, input, 0, "", &reason).is_ok() {
+                eprintln!("report: {}", dir.join("report.html").display());
+            }
+        }
+        opened.with_context(|| format!("opening target {}", self.target))
     }
 
-    /// The driver's settings with this pacing and `drain_timeout_ms`.
     fn driver(&self, drain_timeout_ms: u64) -> DriverConfig {
-        DriverConfig {
-            tick_us: self.tick_us,
-            late_threshold_us: self.late_threshold_us,
-            drain_timeout_ms,
-            ..DriverConfig::default()
-        }
+        self.pacer.driver(drain_timeout_ms)
     }
 }
 
@@ -192,9 +361,10 @@ struct ReplayArgs {
     /// Report directory (default reports/<timestamp>/).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Threshold such as 'reserve.p99<2ms'; repeatable. A breach exits with status 2.
-    #[arg(long = "slo")]
-    slos: Vec<String>,
+    #[command(flatten)]
+    gates: GateArgs,
+    #[command(flatten)]
+    ids: IdArgs,
     #[arg(long, default_value_t = DriverConfig::default().drain_timeout_ms)]
     drain_timeout_ms: u64,
     #[arg(long)]
@@ -270,9 +440,10 @@ struct RunArgs {
     /// Report directory (default reports/<timestamp>/).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Threshold such as 'reserve.p99<2ms'; repeatable. A breach exits with status 2.
-    #[arg(long = "slo")]
-    slos: Vec<String>,
+    #[command(flatten)]
+    gates: GateArgs,
+    #[command(flatten)]
+    ids: IdArgs,
     /// How long to wait for outstanding answers after the schedule ends.
     #[arg(long, default_value_t = DriverConfig::default().drain_timeout_ms)]
     drain_timeout_ms: u64,
@@ -341,14 +512,17 @@ fn default_out_dir() -> PathBuf {
     default_dir_named("")
 }
 
-fn run(args: RunArgs) -> Result<ExitCode> {
+fn run(args: RunArgs, stop: &StopSignals) -> Result<ExitCode> {
     let scenario = args.scenario.load()?;
-    let slos = parse_slos(&args.slos)?;
+    let slos = args.gates.slos()?;
     // Every hold is a fresh arrival, so ∫λ over the run bounds the orders an embedded engine
     // must hold.
     let expected_orders = scenario.expected_arrivals_until(scenario.duration_s());
-    let target = args.target.open(Some(expected_orders))?;
     let out_dir = args.out.unwrap_or_else(default_out_dir);
+    let target = args.target.open(
+        Some(expected_orders),
+        Some((&out_dir, &scenario.name, args.seed)),
+    )?;
     eprintln!(
         "running {} for {:.1}s at peak {:.0} req/s against {} (seed {}), report in {}",
         scenario.name,
@@ -361,63 +535,185 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let report = run::execute(RunOptions {
         scenario,
         seed: args.seed,
-        target: target.clone(),
-        out_dir: Some(out_dir),
-        slos,
-        driver: args.target.driver(args.drain_timeout_ms),
-        progress: !args.quiet,
+        settings: RunSettings {
+            target: target.clone(),
+            out_dir: Some(out_dir),
+            slos,
+            driver: stop.driver(args.target.driver(args.drain_timeout_ms)),
+            progress: !args.quiet,
+            run_ids: args.ids.run_ids(),
+        },
     });
     target.shutdown();
-    print_report(&report?)
+    let report = report?;
+    let exit = print_report(&report, args.gates.require_valid, stop)?;
+    Ok(exit.code())
 }
 
-/// Prints a run's table, verdict and SLO lines; the exit code they imply.
-fn print_report(report: &run::RunReport) -> Result<ExitCode> {
+fn calibrate(args: CalibrateArgs, stop: &StopSignals) -> Result<ExitCode> {
+    let mut scenario = args.scenario.load()?;
+    if args.scenario.duration.is_none() {
+        scenario.set_duration_s(10.0)?;
+    }
+    let target = target::from_spec("noop", &TargetOptions::default())?;
+    eprintln!(
+        "calibrating: {} for {:.1}s at peak {:.0} req/s against noop, a target that answers at once",
+        scenario.name,
+        scenario.duration_s(),
+        scenario.peak_offered_rate_per_s()
+    );
+    let report = run::execute(RunOptions {
+        scenario,
+        seed: args.seed,
+        settings: RunSettings {
+            target,
+            out_dir: args.out.clone(),
+            slos: Vec::new(),
+            driver: stop.driver(args.pacer.driver(DriverConfig::default().drain_timeout_ms)),
+            progress: !args.quiet,
+            run_ids: RunIds::Auto,
+        },
+    })?;
     let s = &report.summary;
-    print!("{}", s.table());
-    let v = &s.verdict;
-    if !v.checked {
-        println!("invariants: not checked ({})", v.note);
-    } else if v.passed {
+    println!(
+        "this machine's floor ({} requests sent in {:.1} s):",
+        s.send.sent, s.elapsed_s
+    );
+    println!("{}", s.validity.health_line());
+    println!("{}", s.validity_line());
+    println!("corrected latency against a target that answers at once (what the generator adds):");
+    for (op, o) in s.ops.iter().filter(|(_, o)| o.count > 0) {
+        let c = &o.corrected;
         println!(
-            "invariants: PASS — sold + held <= stock on {} SKUs; no user over the limit{}",
-            v.skus_checked,
-            if v.paid_matches_sold_checked {
-                "; paid units == sold"
-            } else {
-                ""
-            }
-        );
-    } else {
-        println!(
-            "invariants: FAIL — {} stock, {} limit, {} paid/sold violations",
-            v.stock_violations, v.limit_violations, v.paid_mismatches
-        );
-        for e in &v.examples {
-            println!("  {e}");
-        }
-    }
-    if !v.note.is_empty() && v.checked {
-        println!("  note: {}", v.note);
-    }
-    for slo in &s.slo {
-        println!(
-            "slo {}: {:.3} ms {}",
-            slo.spec,
-            slo.measured_ms,
-            if slo.passed { "pass" } else { "BREACHED" }
+            "  {op:<8} p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
+            c.p50_us / 1000.0,
+            c.p99_us / 1000.0,
+            c.p999_us / 1000.0,
+            c.max_us / 1000.0
         );
     }
     if let Some(dir) = &report.out_dir {
         println!("report: {}", dir.join("report.html").display());
     }
-    if !v.passed {
-        return Ok(ExitCode::from(3));
+    let exit = if let Some(signal) = stop.signal() {
+        Exit::Interrupted(signal)
+    } else if args.require_valid.is_some_and(|p| !s.validity.covers(p)) {
+        Exit::NotValid
+    } else {
+        Exit::Success
+    };
+    Ok(exit.code())
+}
+
+/// Prints a run's table, verdicts and SLO lines; the exit status they imply (`EXIT_STATUS`'s
+/// order: 1, 4, 130/143, 5, 3). An invariant check the target did not answer is an error.
+fn print_report(
+    report: &run::RunReport,
+    require_valid: Option<f64>,
+    stop: &StopSignals,
+) -> Result<Exit> {
+    let s = &report.summary;
+    print!("{}", s.table());
+    for line in s.verdict.lines() {
+        println!("{line}");
     }
-    if report.slo_breached() {
-        return Ok(ExitCode::from(2));
+    for slo in &s.slo {
+        println!("{}", slo.line());
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(dir) = &report.out_dir {
+        println!("report: {}", dir.join("report.html").display());
+    }
+    match s.verdict.status {
+        Verification::Incomplete => {
+            bail!("the invariants could not be verified: {}", s.verdict.note)
+        }
+        Verification::Violated => return Ok(Exit::InvariantsViolated),
+        Verification::Passed | Verification::NotChecked => {}
+    }
+    if s.status == RunStatus::Interrupted {
+        return Ok(Exit::Interrupted(stop.signal().unwrap_or(SIGINT)));
+    }
+    if require_valid.is_some_and(|p| !s.validity.covers(p)) {
+        return Ok(Exit::NotValid);
+    }
+    // A run stopped by --abort-on-fail breached, whatever its shorter window now says.
+    if report.slo_breached() || s.status == RunStatus::Aborted {
+        return Ok(Exit::SloBreached);
+    }
+    Ok(Exit::Success)
+}
+
+const SIGINT: u8 = 2;
+const SIGTERM: u8 = 15;
+
+/// SIGINT / SIGTERM: the first stops the run (`DriverConfig::stop`: it stops sending, drains
+/// briefly and writes its report); a second ends the process at once.
+struct StopSignals {
+    stop: Arc<AtomicBool>,
+    /// The first signal's number; 0 while none came.
+    signal: Arc<AtomicU8>,
+}
+
+impl StopSignals {
+    /// Installs the handlers on a thread of their own (before any run starts).
+    fn catch() -> Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .context("starting the signal handler")?;
+        let (mut interrupt, mut terminate) = {
+            let _entered = runtime.enter();
+            (
+                signal(SignalKind::interrupt()).context("catching SIGINT")?,
+                signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            )
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let which = Arc::new(AtomicU8::new(0));
+        let (stop2, which2) = (stop.clone(), which.clone());
+        std::thread::Builder::new()
+            .name("loadgen-signals".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    loop {
+                        let signal = tokio::select! {
+                            Some(()) = interrupt.recv() => SIGINT,
+                            Some(()) = terminate.recv() => SIGTERM,
+                            else => return,
+                        };
+                        if stop2.swap(true, Ordering::AcqRel) {
+                            eprintln!("second signal: exiting without a report");
+                            std::process::exit(128 + i32::from(signal));
+                        }
+                        which2.store(signal, Ordering::Release);
+                        eprintln!(
+                            "stopping: draining and writing the report of what ran (signal again to quit at once)"
+                        );
+                    }
+                })
+            })
+            .context("spawning the signal thread")?;
+        Ok(StopSignals {
+            stop,
+            signal: which,
+        })
+    }
+
+    /// `driver` stopped by these signals.
+    fn driver(&self, driver: DriverConfig) -> DriverConfig {
+        DriverConfig {
+            stop: Some(self.stop.clone()),
+            ..driver
+        }
+    }
+
+    fn signal(&self) -> Option<u8> {
+        match self.signal.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
+        }
+    }
 }
 
 fn main() -> Result<ExitCode> {
@@ -429,11 +725,14 @@ fn main() -> Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Only the commands that drive a target stop gracefully; the others keep the default.
+    let stop = StopSignals::catch;
     match cli.command {
-        Cmd::Run(args) => run(args),
+        Cmd::Run(args) => run(args, &stop()?),
+        Cmd::Calibrate(args) => calibrate(args, &stop()?),
         Cmd::Record(args) => record(args),
-        Cmd::Replay(args) => replay(args),
-        Cmd::Sweep(args) => sweep(args),
+        Cmd::Replay(args) => replay(args, &stop()?),
+        Cmd::Sweep(args) => sweep(args, &stop()?),
         Cmd::Trace {
             command: TraceCmd::Import(args),
         } => import(args),
@@ -516,17 +815,19 @@ fn parse_slos(specs: &[String]) -> Result<Vec<Slo>> {
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-fn replay(args: ReplayArgs) -> Result<ExitCode> {
+fn replay(args: ReplayArgs, stop: &StopSignals) -> Result<ExitCode> {
     use flashsale_loadgen::replay;
-    let slos = parse_slos(&args.slos)?;
+    let slos = args.gates.slos()?;
     let options = ReplayOptions {
         speed: args.speed,
         max_rate_per_s: args.max_rate,
         loops: args.loops,
         first_loop: 0,
+        run_id: 0,
     };
-    let target = args.target.open(None)?;
     let out_dir = args.out.unwrap_or_else(default_out_dir);
+    let name = format!("replay of {}", args.trace.display());
+    let target = args.target.open(None, Some((&out_dir, &name, 0)))?;
     eprintln!(
         "replaying {} at {}x against {}, report in {}",
         args.trace.display(),
@@ -537,12 +838,13 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let result = replay::replay(
         &args.trace,
         &options,
-        run::RunSettings {
+        RunSettings {
             target: target.clone(),
             out_dir: Some(out_dir),
             slos,
-            driver: args.target.driver(args.drain_timeout_ms),
+            driver: stop.driver(args.target.driver(args.drain_timeout_ms)),
             progress: !args.quiet,
+            run_ids: args.ids.run_ids(),
         },
     );
     target.shutdown();
@@ -572,7 +874,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
             r.trace_order_hash,
             r.sent_order_hash.as_deref().unwrap_or("-")
         ),
-        None => println!("replay: order ids shifted per loop; hash not comparable"),
+        None => println!("replay: ids shifted (loops or a run id); hash not comparable"),
     }
     if r.skipped_records > 0 {
         println!(
@@ -580,14 +882,16 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
             r.skipped_records
         );
     }
-    let code = print_report(&result.run)?;
-    if r.same_requests == Some(false) {
-        return Ok(ExitCode::from(4));
-    }
-    Ok(code)
+    let exit = print_report(&result.run, args.gates.require_valid, stop)?;
+    let exit = match exit {
+        Exit::InvariantsViolated | Exit::Interrupted(_) => exit,
+        _ if r.same_requests == Some(false) => Exit::ReplayDiffers,
+        _ => exit,
+    };
+    Ok(exit.code())
 }
 
-fn sweep(args: SweepArgs) -> Result<ExitCode> {
+fn sweep(args: SweepArgs, stop: &StopSignals) -> Result<ExitCode> {
     use flashsale_loadgen::sweep::{self, SweepOptions, SweepWorkload};
     let slos = parse_slos(&args.slos)?;
     let workload = match (&args.trace, &args.scenario) {
@@ -618,7 +922,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         slos,
         far_factor: args.far_factor,
         max_error_ratio: args.max_error_ratio,
-        driver: args.target.driver(args.drain_timeout_ms),
+        driver: stop.driver(args.target.driver(args.drain_timeout_ms)),
         out_dir: out_dir.clone(),
         step_reports: args.step_reports,
         verbose: true,
@@ -642,11 +946,14 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
     print!("{}", result.text());
     let (json, svg) = sweep::outputs(&out_dir);
     println!("sweep: {} and {}", json.display(), svg.display());
-    Ok(if result.max_rate_per_s.is_some() {
-        ExitCode::SUCCESS
+    let exit = if let Some(signal) = stop.signal() {
+        Exit::Interrupted(signal)
+    } else if result.max_rate_per_s.is_some() {
+        Exit::Success
     } else {
-        ExitCode::from(2)
-    })
+        Exit::SloBreached
+    };
+    Ok(exit.code())
 }
 
 fn import(args: ImportArgs) -> Result<ExitCode> {

@@ -50,7 +50,14 @@ pub struct ReplayOptions {
     /// Order ids are shifted by `(first_loop + loop) × (span of the trace's order ids)`; the
     /// sweep gives each step its own so steps against one server never reuse an order id.
     pub first_loop: u64,
+    /// The run id (see `run`): the catalog's SKU ids (and the requests' within its range) are
+    /// shifted by `run_id × span of the catalog's ids`, order ids by
+    /// `run_id × LOOPS_PER_RUN_ID` spans more.
+    pub run_id: u32,
 }
+
+/// How many loops' worth of order ids one run id of a replay spans.
+pub const LOOPS_PER_RUN_ID: u64 = 1 << 16;
 
 impl Default for ReplayOptions {
     fn default() -> Self {
@@ -59,6 +66,7 @@ impl Default for ReplayOptions {
             max_rate_per_s: None,
             loops: 1,
             first_loop: 0,
+            run_id: 0,
         }
     }
 }
@@ -66,6 +74,11 @@ impl Default for ReplayOptions {
 /// A replay ready to run, and what it is based on.
 pub struct ReplayPlan {
     pub plan: Plan,
+    pub basis: ReplayBasis,
+}
+
+/// What a replay is based on and what it reports about itself.
+pub struct ReplayBasis {
     pub info: TraceInfo,
     /// The speed actually used (after `max_rate_per_s`).
     pub speed: f64,
@@ -85,6 +98,9 @@ struct TraceArrivals {
     loop_index: u64,
     first_loop: u64,
     order_span: u64,
+    /// SKU ids in `sku_range` (the catalog's; none without one) are shifted by `sku_shift`.
+    sku_range: Option<std::ops::RangeInclusive<u32>>,
+    sku_shift: u32,
     next: Option<Meta>,
     done: bool,
     errors: Arc<Mutex<Option<String>>>,
@@ -133,7 +149,11 @@ impl TraceArrivals {
                 } => Req {
                     op: Op::Reserve,
                     qty,
-                    sku_id,
+                    sku_id: if self.sku_range.as_ref().is_some_and(|r| r.contains(&sku_id)) {
+                        sku_id + self.sku_shift
+                    } else {
+                        sku_id
+                    },
                     order_id: order_id + shift,
                     user_id,
                 },
@@ -187,8 +207,31 @@ impl Arrivals for TraceArrivals {
     }
 }
 
+/// The trace catalog's SKU ids and how far a run id shifts them (their span).
+pub fn layout(info: &TraceInfo) -> run::IdLayout {
+    let sku_ids: Vec<u32> = info.catalog.iter().map(|c| c.sku_id).collect();
+    let span = match (sku_ids.iter().min(), sku_ids.iter().max()) {
+        (Some(lo), Some(hi)) => hi - lo + 1,
+        _ => 0,
+    };
+    run::IdLayout {
+        sku_ids,
+        sku_span: span,
+    }
+}
+
 /// Checks the whole trace and builds the replay.
 pub fn plan(path: &Path, options: &ReplayOptions) -> Result<ReplayPlan, ReplayError> {
+    let info = trace::info(path)?;
+    plan_with_info(path, info, options)
+}
+
+/// Builds the replay of a trace already checked by `trace::info`.
+pub fn plan_with_info(
+    path: &Path,
+    info: TraceInfo,
+    options: &ReplayOptions,
+) -> Result<ReplayPlan, ReplayError> {
     let invalid = |detail: String| ReplayError::Invalid {
         path: path.to_path_buf(),
         detail,
@@ -199,7 +242,6 @@ pub fn plan(path: &Path, options: &ReplayOptions) -> Result<ReplayPlan, ReplayEr
     if options.loops == 0 {
         return Err(invalid("--loop must be at least 1".into()));
     }
-    let info = trace::info(path)?;
     if info.order_requests == 0 {
         return Err(invalid(
             "the trace holds no order requests (reserve / pay / cancel)".into(),
@@ -236,19 +278,40 @@ pub fn plan(path: &Path, options: &ReplayOptions) -> Result<ReplayPlan, ReplayEr
     } else {
         0
     };
-    let last_loop = options.first_loop + options.loops - 1;
+    let first_loop = u64::from(options.run_id)
+        .checked_mul(LOOPS_PER_RUN_ID)
+        .and_then(|l| l.checked_add(options.first_loop));
+    let last_loop = first_loop.and_then(|l| l.checked_add(options.loops - 1));
     let fits = last_loop
-        .checked_mul(order_span)
+        .and_then(|l| l.checked_mul(order_span))
         .and_then(|shift| shift.checked_add(info.max_order_id))
         .is_some();
-    if !fits {
+    let (Some(first_loop), true) = (first_loop, fits) else {
         return Err(invalid(format!(
-            "{} loops of order ids {}..={} overflow 64 bits",
-            last_loop + 1,
-            info.min_order_id,
-            info.max_order_id
+            "{} loops of order ids {}..={} at run id {} overflow 64 bits (replay against a fresh target)",
+            options.loops, info.min_order_id, info.max_order_id, options.run_id
         )));
-    }
+    };
+    let ids = layout(&info);
+    let sku_shift = ids.sku_span.checked_mul(options.run_id);
+    let sku_range = match (ids.sku_ids.iter().min(), ids.sku_ids.iter().max()) {
+        (Some(&lo), Some(&hi)) => Some(lo..=hi),
+        _ => None,
+    };
+    let catalog: Option<Vec<_>> = info
+        .catalog
+        .iter()
+        .map(|c| {
+            let sku_id = c.sku_id.checked_add(sku_shift?)?;
+            Some(flashsale_engine::SkuConfig { sku_id, ..*c })
+        })
+        .collect();
+    let (Some(catalog), Some(sku_shift)) = (catalog, sku_shift) else {
+        return Err(invalid(format!(
+            "the catalog's SKU ids at run id {} overflow 32 bits (replay against a fresh target)",
+            options.run_id
+        )));
+    };
     // One loop lasts from the first order request to 1 ms after the last.
     let period_ns = info.last_order_ns - info.first_order_ns + 1_000_000;
     let errors = Arc::new(Mutex::new(None));
@@ -261,8 +324,10 @@ pub fn plan(path: &Path, options: &ReplayOptions) -> Result<ReplayPlan, ReplayEr
         period_ns,
         loops: options.loops,
         loop_index: 0,
-        first_loop: options.first_loop,
+        first_loop,
         order_span,
+        sku_range: sku_range.clone(),
+        sku_shift,
         next: None,
         done: false,
         errors: errors.clone(),
@@ -272,25 +337,38 @@ pub fn plan(path: &Path, options: &ReplayOptions) -> Result<ReplayPlan, ReplayEr
         || path.display().to_string(),
         |n| n.to_string_lossy().into(),
     );
+    let ids = match &sku_range {
+        None => format!("the trace's own (no catalog), order ids + {first_loop} × {order_span}"),
+        Some(r) => format!(
+            "SKUs {}..={} (the trace's + {sku_shift}), order ids + {first_loop} × {order_span}",
+            r.start() + sku_shift,
+            r.end() + sku_shift,
+        ),
+    };
     let plan = Plan {
         name: format!("replay of {name} at {speed:.3}x"),
         seed: info.seed,
-        catalog: info.catalog.clone(),
+        catalog,
         arrivals: Box::new(arrivals),
         follow_ups,
         ledger,
         duration_s: (period_ns * options.loops) as f64 / speed / 1e9,
         peak_offered_rate_per_s: info.peak_rate_per_s as f64 * speed,
+        phases: Vec::new(),
+        run_id: options.run_id,
+        ids,
     };
-    let expected_hash =
-        (options.loops == 1 && options.first_loop == 0).then(|| info.order_hash.clone());
+    let expected_hash = (options.loops == 1 && first_loop == 0 && options.run_id == 0)
+        .then(|| info.order_hash.clone());
     Ok(ReplayPlan {
         plan,
-        info,
-        speed,
-        expected_hash,
-        errors,
-        skipped,
+        basis: ReplayBasis {
+            info,
+            speed,
+            expected_hash,
+            errors,
+            skipped,
+        },
     })
 }
 
@@ -333,17 +411,34 @@ pub fn replay(
     options: &ReplayOptions,
     mut settings: RunSettings,
 ) -> Result<ReplayReport, ReplayError> {
-    let ReplayPlan {
-        plan,
+    let info = trace::info(path)?;
+    let layout = layout(&info);
+    settings.driver.hash_sent = true;
+    // The replay's own figures, kept from the plan the run takes.
+    let mut kept = None;
+    let mut build = |run_id: u32| -> Result<Plan, RunError> {
+        let replay = plan_with_info(
+            path,
+            info.clone(),
+            &ReplayOptions {
+                run_id,
+                ..options.clone()
+            },
+        )
+        .map_err(|e| RunError::Invalid(e.to_string()))?;
+        let ReplayPlan { plan, basis } = replay;
+        kept = Some((basis, plan.duration_s));
+        Ok(plan)
+    };
+    let run = run::execute_workload(&layout, &mut build, settings)?;
+    let (basis, intended_duration_s) = kept.expect("the run built its plan");
+    let ReplayBasis {
         info,
         speed,
         expected_hash,
         errors,
         skipped,
-    } = plan(path, options)?;
-    settings.driver.hash_sent = true;
-    let intended_duration_s = plan.duration_s;
-    let run = run::execute_plan(plan, settings)?;
+    } = basis;
     if let Some(detail) = errors.lock().ok().and_then(|mut e| e.take()) {
         return Err(ReplayError::Midway {
             path: path.to_path_buf(),

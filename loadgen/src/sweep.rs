@@ -13,7 +13,7 @@ use crate::driver::{AbortWhen, DriverConfig};
 use crate::recorder::{LABELS, Live, Percentiles, is_error_label};
 use crate::replay::{self, ReplayError, ReplayOptions};
 use crate::report::chart::{self, LegendAt, Series, Style};
-use crate::run::{self, Plan, RunError, RunSettings};
+use crate::run::{self, Plan, RunError, RunIds, RunSettings};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::slo::{Slo, SloResult};
 use crate::target::{Target, TargetError};
@@ -107,6 +107,8 @@ pub struct StepResult {
     pub error_ratio: f64,
     pub sent_late_ratio: f64,
     pub aborted: bool,
+    /// Stopped by SIGINT / SIGTERM: the sweep ended with this step.
+    pub interrupted: bool,
     pub ops: BTreeMap<String, StepOp>,
     pub slo: Vec<SloResult>,
     pub passed: bool,
@@ -237,7 +239,8 @@ pub fn sweep(options: &SweepOptions, target: &Factory<'_>) -> Result<SweepResult
     let mut steps: Vec<StepResult> = Vec::new();
     let mut described = String::new();
     let mut workload_name = String::new();
-    let mut run_step = |rate: f64, phase: &'static str| -> Result<bool, SweepError> {
+    // Ok(None): the step was interrupted (SIGINT / SIGTERM) and the search stops there.
+    let mut run_step = |rate: f64, phase: &'static str| -> Result<Option<bool>, SweepError> {
         let duration_s = if phase == "warmup" {
             options.warmup_s
         } else {
@@ -249,9 +252,9 @@ pub fn sweep(options: &SweepOptions, target: &Factory<'_>) -> Result<SweepResult
             source,
         })?;
         described = t.describe();
-        let (plan, name) = step_plan(options, rate, index, duration_s)?;
-        workload_name = name;
-        let result = run_one(options, plan, t.clone(), index, rate, phase);
+        let workload = step_workload(options, rate, index, duration_s)?;
+        workload_name = workload.name.clone();
+        let result = run_one(options, workload, t.clone(), index, rate, phase);
         t.shutdown();
         let step = result?;
         if options.verbose {
@@ -262,7 +265,7 @@ pub fn sweep(options: &SweepOptions, target: &Factory<'_>) -> Result<SweepResult
                 if step.passed { "pass" } else { &step.why }
             );
         }
-        let passed = step.passed;
+        let passed = (!step.interrupted).then_some(step.passed);
         steps.push(step);
         Ok(passed)
     };
@@ -275,25 +278,29 @@ pub fn sweep(options: &SweepOptions, target: &Factory<'_>) -> Result<SweepResult
     }
     rates.push(options.to_rate_per_s);
     let (mut lo, mut hi) = (None::<f64>, None::<f64>);
-    if options.warmup_s > 0.0 {
-        run_step(options.from_rate_per_s, "warmup")?;
-    }
+    let mut interrupted =
+        options.warmup_s > 0.0 && run_step(options.from_rate_per_s, "warmup")?.is_none();
     for rate in rates {
-        if run_step(rate, "climb")? {
-            lo = Some(rate);
-        } else {
-            hi = Some(rate);
+        if interrupted {
             break;
         }
+        match run_step(rate, "climb")? {
+            Some(true) => lo = Some(rate),
+            Some(false) => {
+                hi = Some(rate);
+                break;
+            }
+            None => interrupted = true,
+        }
     }
-    if let (Some(mut l), Some(mut h)) = (lo, hi) {
+    if let (Some(mut l), Some(mut h), false) = (lo, hi, interrupted) {
         let mut refinements = 0;
         while h / l > 1.0 + options.precision && refinements < options.max_refinements {
             let mid = (l * h).sqrt();
-            if run_step(mid, "bisect")? {
-                l = mid;
-            } else {
-                h = mid;
+            match run_step(mid, "bisect")? {
+                Some(true) => l = mid,
+                Some(false) => h = mid,
+                None => break,
             }
             refinements += 1;
         }
@@ -327,19 +334,26 @@ pub fn sweep(options: &SweepOptions, target: &Factory<'_>) -> Result<SweepResult
     )?;
     let limit_ms = options
         .slos
-        .first()
-        .map(|s| s.limit_us / 1000.0)
-        .unwrap_or(0.0);
+        .iter()
+        .find_map(Slo::latency_limit_us)
+        .map_or(0.0, |us| us / 1000.0);
     write("sweep.svg", chart(&result, limit_ms))?;
     Ok(result)
 }
 
-fn step_plan(
+/// One step's workload: its SKU ids and its plan at the run id the step takes.
+struct StepWorkload {
+    layout: run::IdLayout,
+    build: Box<dyn FnMut(u32) -> Result<Plan, RunError>>,
+    name: String,
+}
+
+fn step_workload(
     options: &SweepOptions,
     rate: f64,
     index: usize,
     duration_s: f64,
-) -> Result<(Plan, String), SweepError> {
+) -> Result<StepWorkload, SweepError> {
     match &options.workload {
         SweepWorkload::Scenario(base) => {
             let mut scenario = base.clone();
@@ -347,10 +361,11 @@ fn step_plan(
             scenario.set_peak_rate(rate)?;
             // A seed per step: its own order ids (steps against one server never collide).
             let seed = options.seed.wrapping_add(index as u64);
-            Ok((
-                Plan::from_scenario(&scenario, seed)?,
-                format!("scenario {}", base.name),
-            ))
+            Ok(StepWorkload {
+                layout: run::scenario_layout(&scenario),
+                build: Box::new(move |run_id| Plan::from_scenario_at(&scenario, seed, run_id)),
+                name: format!("scenario {}", base.name),
+            })
         }
         SweepWorkload::Trace(path) => {
             let info = crate::trace::info(path).map_err(ReplayError::from)?;
@@ -358,24 +373,32 @@ fn step_plan(
             let speed = rate / peak;
             let span_s = (info.duration_s + 0.001) / speed;
             let loops = (duration_s / span_s).ceil().max(1.0) as u64;
-            let replay = replay::plan(
-                path,
-                &ReplayOptions {
-                    speed,
-                    max_rate_per_s: None,
-                    loops,
-                    // Order ids shifted past every earlier step's.
-                    first_loop: index as u64 * 1_000,
-                },
-            )?;
-            Ok((replay.plan, format!("trace {}", path.display())))
+            let path = path.clone();
+            Ok(StepWorkload {
+                layout: replay::layout(&info),
+                name: format!("trace {}", path.display()),
+                build: Box::new(move |run_id| {
+                    let options = ReplayOptions {
+                        speed,
+                        max_rate_per_s: None,
+                        loops,
+                        // Order ids shifted past every earlier step's (a trace without a
+                        // catalog always takes run id 0).
+                        first_loop: index as u64 * 1_000,
+                        run_id,
+                    };
+                    replay::plan_with_info(&path, info.clone(), &options)
+                        .map(|r| r.plan)
+                        .map_err(|e| RunError::Invalid(e.to_string()))
+                }),
+            })
         }
     }
 }
 
 fn run_one(
     options: &SweepOptions,
-    plan: Plan,
+    mut workload: StepWorkload,
     target: Arc<dyn Target>,
     index: usize,
     rate: f64,
@@ -385,12 +408,13 @@ fn run_one(
     let limit_us = options
         .slos
         .iter()
-        .map(|s| s.limit_us)
+        .filter_map(Slo::latency_limit_us)
         .fold(0.0f64, f64::max);
     let far_us = limit_us * options.far_factor;
     let strikes = Arc::new(AtomicU32::new(0));
-    // The warm-up runs its whole length however slow it is: warming up is its purpose.
-    driver.abort = (phase != "warmup").then(|| {
+    // The warm-up runs its whole length however slow it is: warming up is its purpose. Without
+    // a latency threshold there is nothing to be far past.
+    driver.abort = (phase != "warmup" && limit_us > 0.0).then(|| {
         AbortWhen(Arc::new(move |live: &Live| {
             let p99 = live.last_reserve_p99_us.load(Ordering::Relaxed) as f64;
             // `Live` is refreshed once per interval; count strikes per distinct reading.
@@ -402,8 +426,9 @@ fn run_one(
             }
         }))
     });
-    let report = run::execute_plan(
-        plan,
+    let report = run::execute_workload(
+        &workload.layout,
+        &mut workload.build,
         RunSettings {
             target,
             out_dir: options
@@ -412,6 +437,7 @@ fn run_one(
             slos: options.slos.clone(),
             driver,
             progress: false,
+            run_ids: RunIds::Auto,
         },
     )?;
     let s = &report.summary;
@@ -424,6 +450,9 @@ fn run_one(
     let answered = s.send.answered.max(1);
     let error_ratio = errors as f64 / answered as f64;
     let mut why = Vec::new();
+    if s.send.interrupted {
+        why.push("interrupted".to_string());
+    }
     if s.send.aborted {
         why.push(format!(
             "stopped early: reserve p99 > {:.1} ms",
@@ -431,7 +460,7 @@ fn run_one(
         ));
     }
     for slo in s.slo.iter().filter(|r| !r.passed) {
-        why.push(format!("{} measured {:.3} ms", slo.spec, slo.measured_ms));
+        why.push(format!("{} measured {}", slo.spec, slo.measured_text()));
     }
     if s.send.unanswered > 0 {
         why.push(format!("{} unanswered", s.send.unanswered));
@@ -451,6 +480,7 @@ fn run_one(
         error_ratio,
         sent_late_ratio: s.send.sent_late as f64 / answered as f64,
         aborted: s.send.aborted,
+        interrupted: s.send.interrupted,
         ops: s
             .ops
             .iter()

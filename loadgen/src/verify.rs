@@ -140,9 +140,24 @@ impl Ledger {
     }
 }
 
+/// Where the verification got to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// Every invariant checked holds.
+    Passed,
+    /// Some invariant does not hold (`examples` say which).
+    Violated,
+    /// The check could not be made: the target did not answer its queries (`note` says why).
+    Incomplete,
+    /// Nothing to check: the target keeps no state, or the workload has no ledger model.
+    NotChecked,
+}
+
 /// The verdict printed after the run and stored in `summary.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
+    pub status: Verification,
     pub checked: bool,
     pub passed: bool,
     pub skus_checked: usize,
@@ -158,6 +173,7 @@ pub struct Verdict {
 impl Verdict {
     pub fn skipped(note: &str) -> Verdict {
         Verdict {
+            status: Verification::NotChecked,
             checked: false,
             passed: true,
             skus_checked: 0,
@@ -167,6 +183,42 @@ impl Verdict {
             paid_mismatches: 0,
             examples: Vec::new(),
             note: note.to_string(),
+        }
+    }
+
+    /// `invariants: PASS — …`, `invariants: FAIL — …`, `invariants: INCOMPLETE — …` or
+    /// `invariants: not checked (…)`; the examples and notes follow on their own lines.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![match self.status {
+            Verification::NotChecked => format!("invariants: not checked ({})", self.note),
+            Verification::Incomplete => format!("invariants: INCOMPLETE — {}", self.note),
+            Verification::Passed => format!(
+                "invariants: PASS — sold + held <= stock on {} SKUs; no user over the limit{}",
+                self.skus_checked,
+                if self.paid_matches_sold_checked {
+                    "; paid units == sold"
+                } else {
+                    ""
+                }
+            ),
+            Verification::Violated => format!(
+                "invariants: FAIL — {} stock, {} limit, {} paid/sold violations",
+                self.stock_violations, self.limit_violations, self.paid_mismatches
+            ),
+        }];
+        lines.extend(self.examples.iter().map(|e| format!("  {e}")));
+        if self.checked && !self.note.is_empty() {
+            lines.push(format!("  note: {}", self.note));
+        }
+        lines
+    }
+
+    /// The target could not be queried after the run: nothing was checked, and why.
+    pub fn incomplete(reason: &str) -> Verdict {
+        Verdict {
+            status: Verification::Incomplete,
+            passed: false,
+            ..Verdict::skipped(reason)
         }
     }
 }
@@ -224,9 +276,15 @@ pub fn verify(
     for e in ledger_examples {
         note(&mut examples, e.clone());
     }
+    let passed = stock_violations == 0 && limit_violations == 0 && paid_mismatches == 0;
     Verdict {
+        status: if passed {
+            Verification::Passed
+        } else {
+            Verification::Violated
+        },
         checked: true,
-        passed: stock_violations == 0 && limit_violations == 0 && paid_mismatches == 0,
+        passed,
         skus_checked: views.len(),
         stock_violations,
         limit_violations,

@@ -10,7 +10,7 @@ use flashsale_engine::trace::{FLAG_OPEN_LOOP, FLAG_SERVER_CAPTURE};
 use flashsale_engine::{Command, SkuConfig};
 use flashsale_loadgen::driver::DriverConfig;
 use flashsale_loadgen::replay::{self, ReplayOptions, ReplayReport};
-use flashsale_loadgen::run::{self, RunOptions, RunSettings};
+use flashsale_loadgen::run::{self, RunIds, RunOptions, RunSettings};
 use flashsale_loadgen::scenario::Scenario;
 use flashsale_loadgen::schedule::{self, Batch, Schedule};
 use flashsale_loadgen::target::{self, TargetOptions};
@@ -52,6 +52,7 @@ fn replay_on(path: &Path, spec: &str, speed: f64) -> ReplayReport {
             slos: vec![],
             driver: DriverConfig::default(),
             progress: false,
+            run_ids: RunIds::Auto,
         },
     )
     .unwrap();
@@ -157,14 +158,17 @@ fn a_replay_sends_the_same_requests_and_regenerates_the_funnel() {
     let ran = run::execute(RunOptions {
         scenario,
         seed: 7,
-        target: target.clone(),
-        out_dir: None,
-        slos: vec![],
-        driver: DriverConfig {
-            hash_sent: true,
-            ..DriverConfig::default()
+        settings: RunSettings {
+            target: target.clone(),
+            out_dir: None,
+            slos: vec![],
+            driver: DriverConfig {
+                hash_sent: true,
+                ..DriverConfig::default()
+            },
+            progress: false,
+            run_ids: RunIds::Auto,
         },
-        progress: false,
     })
     .unwrap();
     target.shutdown();
@@ -223,11 +227,16 @@ fn max_rate_caps_the_speed_and_loops_shift_order_ids() {
             max_rate_per_s: Some(cap),
             loops: 2,
             first_loop: 0,
+            run_id: 0,
         },
     )
     .unwrap();
-    assert!((plan.speed - 0.5).abs() < 1e-9, "{}", plan.speed);
-    assert!(plan.expected_hash.is_none());
+    assert!(
+        (plan.basis.speed - 0.5).abs() < 1e-9,
+        "{}",
+        plan.basis.speed
+    );
+    assert!(plan.basis.expected_hash.is_none());
     // Two loops of a 2 s trace at 0.5x: 8 s of schedule.
     assert!(
         (plan.plan.duration_s - 2.0 * (info.duration_s + 0.001) / 0.5).abs() < 0.01,
@@ -283,11 +292,14 @@ fn a_server_capture_holds_every_request_and_replays_as_is() {
     let ran = run::execute(RunOptions {
         scenario,
         seed: 3,
-        target: target.clone(),
-        out_dir: None,
-        slos: vec![],
-        driver: DriverConfig::default(),
-        progress: false,
+        settings: RunSettings {
+            target: target.clone(),
+            out_dir: None,
+            slos: vec![],
+            driver: DriverConfig::default(),
+            progress: false,
+            run_ids: RunIds::Auto,
+        },
     })
     .unwrap();
     target.shutdown();
@@ -302,15 +314,20 @@ fn a_server_capture_holds_every_request_and_replays_as_is() {
     for op in ["reserve", "pay", "cancel"] {
         assert_eq!(info.counts[op], s.ops[op].count, "{op}");
     }
-    // The start catalog (3) plus the generator's catalog (200), and its verification queries.
+    // The start catalog (3) plus the generator's catalog (200). The server's SKUs 1..=3 are
+    // not the generator's: it took run id 1 (SKUs 201..=400) instead of overwriting them.
     assert_eq!(info.counts["upsert_sku"], 203);
-    assert_eq!(info.counts["query_sku"], 200);
+    assert_eq!(s.run_id, 1);
+    assert!(s.ids.starts_with("SKUs 201..=400"), "{}", s.ids);
+    // Its queries: SKU 1 (known: run id 0 is taken), SKUs 201..=400 (all new), and the
+    // verification's 200.
+    assert_eq!(info.counts["query_sku"], 1 + 200 + 200);
 
     // Replayed as is: every captured order request, in order; no funnel added.
     let report = replay_on(&path, "inproc", 2.0);
     let r = &report.replay;
     assert_eq!(r.same_requests, Some(true), "{r:?}");
-    assert_eq!(r.skipped_records, 200);
+    assert_eq!(r.skipped_records, 401);
     assert_eq!(report.run.summary.send.sent, info.order_requests);
     assert_eq!(report.run.summary.send.follow_ups_sent, 0);
     assert!(!report.run.summary.verdict.checked);

@@ -4,7 +4,7 @@
 
 use flashsale_engine::{Command, OrderStatus, OrderView, Outcome, SkuConfig, SkuId, SkuView};
 use flashsale_loadgen::driver::DriverConfig;
-use flashsale_loadgen::run::{self, RunOptions};
+use flashsale_loadgen::run::{self, RunIds, RunOptions, RunSettings};
 use flashsale_loadgen::scenario::Scenario;
 use flashsale_loadgen::slo::Slo;
 use flashsale_loadgen::target::{self, Completion, Done, Target, TargetError, TargetOptions};
@@ -98,11 +98,14 @@ fn a_100ms_stall_shows_in_corrected_latency_but_not_in_service_time() {
     let report = run::execute(RunOptions {
         scenario,
         seed: 5,
-        target,
-        out_dir: None,
-        slos: vec![Slo::parse("reserve.p99.9<50ms").unwrap()],
-        driver: quiet_driver(),
-        progress: false,
+        settings: RunSettings {
+            target,
+            out_dir: None,
+            slos: vec![Slo::parse("reserve.p99.9<50ms").unwrap()],
+            driver: quiet_driver(),
+            progress: false,
+            run_ids: RunIds::Auto,
+        },
     })
     .unwrap();
     let reserve = &report.summary.ops["reserve"];
@@ -149,11 +152,14 @@ fn short_double11_in_process_end_to_end_with_report_and_hlog_round_trip() {
     let report = run::execute(RunOptions {
         scenario,
         seed: 11,
-        target: target.clone(),
-        out_dir: Some(out.clone()),
-        slos: vec![Slo::parse("reserve.p50<10s").unwrap()],
-        driver: quiet_driver(),
-        progress: false,
+        settings: RunSettings {
+            target: target.clone(),
+            out_dir: Some(out.clone()),
+            slos: vec![Slo::parse("reserve.p50<10s").unwrap()],
+            driver: quiet_driver(),
+            progress: false,
+            run_ids: RunIds::Auto,
+        },
     })
     .unwrap();
     target.shutdown();

@@ -7,7 +7,7 @@ use flashsale_engine::{
     Command, Engine, EngineConfig, OrderView, Outcome, Reject, SkuConfig, SkuView,
 };
 use flashsale_loadgen::driver::DriverConfig;
-use flashsale_loadgen::run::{self, RunOptions};
+use flashsale_loadgen::run::{self, RunIds, RunOptions, RunSettings};
 use flashsale_loadgen::scenario::Scenario;
 use flashsale_loadgen::target::{self, TargetOptions};
 use serde_json::{Value, json};
@@ -169,11 +169,14 @@ fn double11_over_http_verifies_and_maps_answers() {
     let report = run::execute(RunOptions {
         scenario,
         seed: 3,
-        target,
-        out_dir: None,
-        slos: vec![],
-        driver: DriverConfig::default(),
-        progress: false,
+        settings: RunSettings {
+            target,
+            out_dir: None,
+            slos: vec![],
+            driver: DriverConfig::default(),
+            progress: false,
+            run_ids: RunIds::Auto,
+        },
     })
     .unwrap();
     let s = &report.summary;
@@ -207,11 +210,14 @@ fn missing_token_and_dead_server_are_clear_errors() {
     let err = run::execute(RunOptions {
         scenario: scenario.clone(),
         seed: 1,
-        target: no_token,
-        out_dir: None,
-        slos: vec![],
-        driver: DriverConfig::default(),
-        progress: false,
+        settings: RunSettings {
+            target: no_token,
+            out_dir: None,
+            slos: vec![],
+            driver: DriverConfig::default(),
+            progress: false,
+            run_ids: RunIds::Auto,
+        },
     })
     .err()
     .unwrap()

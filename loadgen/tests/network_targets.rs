@@ -5,7 +5,7 @@
 use flashsale_engine::server::limits::AdminToken;
 use flashsale_engine::server::{ServerConfig, serve};
 use flashsale_loadgen::driver::DriverConfig;
-use flashsale_loadgen::run::{self, RunOptions, RunReport};
+use flashsale_loadgen::run::{self, RunIds, RunOptions, RunReport, RunSettings};
 use flashsale_loadgen::scenario::Scenario;
 use flashsale_loadgen::target::{self, TargetOptions};
 
@@ -25,11 +25,14 @@ fn run_against(spec: &str, token: Option<&str>) -> Result<RunReport, String> {
     run::execute(RunOptions {
         scenario,
         seed: 21,
-        target,
-        out_dir: None,
-        slos: vec![],
-        driver: DriverConfig::default(),
-        progress: false,
+        settings: RunSettings {
+            target,
+            out_dir: None,
+            slos: vec![],
+            driver: DriverConfig::default(),
+            progress: false,
+            run_ids: RunIds::Auto,
+        },
     })
     .map_err(|e| e.to_string())
 }

@@ -16,7 +16,7 @@
 use flashsale_engine::model::Model;
 use flashsale_engine::{Command, OrderStatus, Outcome, Reject, SkuConfig};
 use flashsale_loadgen::driver::DriverConfig;
-use flashsale_loadgen::run::{self, RunOptions, RunReport};
+use flashsale_loadgen::run::{self, RunIds, RunOptions, RunReport, RunSettings};
 use flashsale_loadgen::scenario::{Scenario, StockSpec};
 use flashsale_loadgen::target::{self, Target, TargetOptions};
 use rand::{RngExt, SeedableRng};
@@ -386,11 +386,14 @@ fn run_scenario(
     run::execute(RunOptions {
         scenario,
         seed: 21,
-        target: open(spec, connections),
-        out_dir: None,
-        slos: vec![],
-        driver: DriverConfig::default(),
-        progress: false,
+        settings: RunSettings {
+            target: open(spec, connections),
+            out_dir: None,
+            slos: vec![],
+            driver: DriverConfig::default(),
+            progress: false,
+            run_ids: RunIds::Auto,
+        },
     })
     .unwrap()
 }

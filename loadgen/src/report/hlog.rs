@@ -1,21 +1,27 @@
 //! The HdrHistogram interval log (`latency.hlog`): V2 + DEFLATE compressed, base64, one tag per
 //! op. The Rust crate's writer omits the format-version line and the CSV legend that the Java
 //! HistogramLogReader / HistogramLogAnalyzer and HdrHistogram_py expect; this module writes those
-//! itself and lets the crate encode the interval lines. It owns the file format only.
+//! itself and lets the crate encode the interval lines. Every line is flushed as it is written,
+//! so the file can be tailed during the run. Each interval written is also handed to the run's
+//! [`Windows`] (per-phase thresholds, abort-on-fail), with or without a file. It owns the file
+//! format only.
 
+use crate::windows::Windows;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Writes `latency.hlog` line by line as intervals close.
 pub struct HlogWriter {
-    out: BufWriter<File>,
+    out: Option<BufWriter<File>>,
     serializer: V2DeflateSerializer,
     line: Vec<u8>,
+    windows: Option<Arc<Mutex<Windows>>>,
 }
 
 /// Java's `HistogramLogWriter` header: version, start time, base time, legend.
@@ -38,11 +44,27 @@ impl HlogWriter {
     pub fn create(path: &Path, start: SystemTime) -> io::Result<HlogWriter> {
         let mut out = BufWriter::new(File::create(path)?);
         out.write_all(header(start).as_bytes())?;
+        out.flush()?;
         Ok(HlogWriter {
-            out,
+            out: Some(out),
+            ..HlogWriter::without_file()
+        })
+    }
+
+    /// A writer with no file: it only feeds its windows.
+    pub fn without_file() -> HlogWriter {
+        HlogWriter {
+            out: None,
             serializer: V2DeflateSerializer::new(),
             line: Vec::with_capacity(4096),
-        })
+            windows: None,
+        }
+    }
+
+    /// Also hands every interval to `windows`.
+    pub fn feeding(mut self, windows: Arc<Mutex<Windows>>) -> HlogWriter {
+        self.windows = Some(windows);
+        self
     }
 
     /// Appends one interval histogram; `start_s` is relative to the BaseTime.
@@ -53,6 +75,14 @@ impl HlogWriter {
         start_s: f64,
         duration_s: f64,
     ) -> io::Result<()> {
+        if let Some(windows) = &self.windows
+            && let Ok(mut w) = windows.lock()
+        {
+            w.add(tag, histogram, start_s, duration_s);
+        }
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
         let tag = Tag::new(tag)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad hlog tag"))?;
         self.line.clear();
@@ -76,10 +106,14 @@ impl HlogWriter {
             Some(i) if text.starts_with(b"#") => &text[i + 1..],
             _ => text,
         };
-        self.out.write_all(body)
+        out.write_all(body)?;
+        out.flush()
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        match self.out.as_mut() {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
     }
 }

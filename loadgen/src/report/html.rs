@@ -3,9 +3,10 @@
 //! (corrected and service time), and the outcome mix over time — plus the summary table. It
 //! owns the page; it must not compute figures beyond what it plots.
 
-use super::Summary;
 use super::chart::{self, HEIGHT, LegendAt, Series, Style, WIDTH, escape as html_escape};
+use super::{RunStatus, Summary};
 use crate::recorder::{IntervalPoint, LABELS, N_LABELS, OPS, OpHistograms};
+use crate::verify::Verification;
 use plotters::prelude::*;
 use std::fmt::Write;
 
@@ -201,40 +202,38 @@ pub fn render(summary: &Summary, points: &[IntervalPoint], total: &[OpHistograms
         summary.schedule_duration_s,
         summary.elapsed_s
     );
+    let status_class = |ok: bool| if ok { "verdict-pass" } else { "verdict-fail" };
+    if summary.status != RunStatus::Complete {
+        let _ = write!(
+            page,
+            "<p class=\"verdict-fail\"><b>run {}: {}</b></p>",
+            summary.status.label(),
+            html_escape(&summary.status_detail)
+        );
+    }
+    let _ = write!(
+        page,
+        "<p class=\"{}\"><b>{}</b></p>",
+        status_class(summary.validity.is_valid()),
+        html_escape(&summary.validity_line())
+    );
     let verdict = &summary.verdict;
-    let (class, text) = if !verdict.checked {
-        ("", format!("invariants not checked: {}", verdict.note))
-    } else if verdict.passed {
-        (
-            "verdict-pass",
-            format!("invariants hold on {} SKUs", verdict.skus_checked),
-        )
-    } else {
-        (
-            "verdict-fail",
-            format!(
-                "INVARIANTS VIOLATED: {} stock, {} limit, {} paid/sold",
-                verdict.stock_violations, verdict.limit_violations, verdict.paid_mismatches
-            ),
-        )
+    let verdict_class = match verdict.status {
+        Verification::NotChecked => "",
+        status => status_class(status == Verification::Passed),
     };
     let _ = write!(
         page,
-        "<p class=\"{class}\"><b>{}</b></p>",
-        html_escape(&text)
+        "<pre class=\"{verdict_class}\"><b>{}</b></pre>",
+        html_escape(&verdict.lines().join("\n"))
     );
     let _ = write!(page, "<pre>{}</pre>", html_escape(&summary.table()));
     for slo in &summary.slo {
         let _ = write!(
             page,
-            "<p>SLO <code>{}</code>: measured {:.3} ms — {}</p>",
-            html_escape(&slo.spec),
-            slo.measured_ms,
-            if slo.passed {
-                "pass"
-            } else {
-                "<b>BREACHED</b>"
-            }
+            "<p class=\"{}\">{}</p>",
+            status_class(slo.passed),
+            html_escape(&slo.line())
         );
     }
     for chart in [

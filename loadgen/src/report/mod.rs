@@ -1,5 +1,6 @@
-//! Run reports: `summary.json` (offered vs achieved, outcome counts, corrected and uncorrected
-//! percentiles per op, send statistics, the invariant verdict, SLO results), `latency.hlog`,
+//! Run reports: `summary.json` (how the run ended, offered vs achieved, outcome counts,
+//! corrected and uncorrected percentiles per op, send statistics, the validity verdict, the
+//! invariant verdict, SLO results), `latency.hlog`,
 //! one `.hgrm` percentile distribution per op, `report.html` with inline SVG charts, and the
 //! terminal table; `chart` draws every chart of the report and of the sweep. It owns formats and
 //! files; it must not measure or send anything.
@@ -12,6 +13,7 @@ pub mod html;
 use crate::driver::SendStats;
 use crate::recorder::{LABELS, N_LABELS, OPS, Percentiles, Recording};
 use crate::slo::SloResult;
+use crate::validity::Validity;
 use crate::verify::Verdict;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -29,12 +31,45 @@ pub struct OpSummary {
     pub outcomes: BTreeMap<&'static str, u64>,
 }
 
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// The whole schedule was sent.
+    Complete,
+    /// Stopped by SIGINT / SIGTERM: the report covers what ran.
+    Interrupted,
+    /// Stopped by its abort condition (an `--abort-on-fail` threshold, a sweep step far past
+    /// its SLO).
+    Aborted,
+    /// Could not run: the target could not be reached or set up (nothing was measured).
+    Failed,
+}
+
+impl RunStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Aborted => "aborted",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
 /// Everything `summary.json` holds.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    pub status: RunStatus,
+    /// Why it is not complete (empty when it is).
+    pub status_detail: String,
     pub scenario: String,
     pub target: String,
     pub seed: u64,
+    /// The run id that keeps its SKU and order ids apart from earlier runs on the target.
+    pub run_id: u32,
+    /// The ids it used, in words (`SKUs 1..=1000, order ids from 0x…`).
+    pub ids: String,
     pub started_at_unix_s: u64,
     pub schedule_duration_s: f64,
     pub elapsed_s: f64,
@@ -45,8 +80,12 @@ pub struct Summary {
     pub send: SendStats,
     pub ops: BTreeMap<&'static str, OpSummary>,
     pub outcomes: BTreeMap<&'static str, u64>,
+    /// Whether the figures measure the target or the generator.
+    pub validity: Validity,
     pub verdict: Verdict,
     pub slo: Vec<SloResult>,
+    /// What went wrong without stopping the run (a report file that could not be written).
+    pub warnings: Vec<String>,
 }
 
 /// What the summary needs beyond the recording.
@@ -59,7 +98,12 @@ pub struct SummaryInput<'a> {
 }
 
 impl Summary {
-    pub fn build(input: SummaryInput<'_>, recording: &Recording, send: &SendStats) -> Summary {
+    pub fn build(
+        input: SummaryInput<'_>,
+        recording: &Recording,
+        send: &SendStats,
+        validity: Validity,
+    ) -> Summary {
         let mut ops = BTreeMap::new();
         let mut all = [0u64; N_LABELS];
         for (i, op) in OPS.iter().enumerate() {
@@ -91,11 +135,21 @@ impl Summary {
             .map(|p| p.completed)
             .max()
             .unwrap_or(0) as f64;
-        let duration = send.schedule_duration_s.max(1e-9);
+        // A run stopped early offered its requests over the time it ran.
+        let duration = if send.interrupted || send.aborted {
+            send.elapsed_s.min(send.schedule_duration_s)
+        } else {
+            send.schedule_duration_s
+        }
+        .max(1e-9);
         Summary {
+            status: RunStatus::Complete,
+            status_detail: String::new(),
             scenario: input.scenario.to_string(),
             target: input.target,
             seed: input.seed,
+            run_id: 0,
+            ids: String::new(),
             started_at_unix_s: input.started_at_unix_s,
             schedule_duration_s: send.schedule_duration_s,
             elapsed_s: send.elapsed_s,
@@ -106,8 +160,10 @@ impl Summary {
             send: send.clone(),
             ops,
             outcomes,
+            validity,
             verdict: Verdict::skipped("not checked yet"),
             slo: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -120,6 +176,13 @@ impl Summary {
     pub fn table(&self) -> String {
         let mut s = String::new();
         let ms = |us: f64| format!("{:.3}", us / 1000.0);
+        if self.status != RunStatus::Complete {
+            s.push_str(&format!(
+                "run {}: {}\n",
+                self.status.label().to_uppercase(),
+                self.status_detail
+            ));
+        }
         s.push_str(&format!(
             "scenario {} on {} (seed {}): offered {:.0}/s (peak λ {:.0}/s), achieved {:.0}/s, {} sent, {} late (> {} µs), {} unanswered\n",
             self.scenario,
@@ -167,6 +230,25 @@ impl Summary {
             self.send.abandoned_holds,
             self.send.bot_retries
         ));
+        if !self.ids.is_empty() {
+            s.push_str(&format!("ids: run id {}: {}\n", self.run_id, self.ids));
+        }
+        s.push_str(&format!("{}\n", self.validity.health_line()));
+        s.push_str(&format!("{}\n", self.validity_line()));
+        for w in &self.warnings {
+            s.push_str(&format!("warning: {w}\n"));
+        }
         s
+    }
+
+    /// `validity: valid — …` or `validity: GENERATOR-BOUND — …`.
+    pub fn validity_line(&self) -> String {
+        let label = self.validity.verdict.label();
+        let label = if self.validity.is_valid() {
+            label.to_string()
+        } else {
+            label.to_uppercase()
+        };
+        format!("validity: {label} — {}", self.validity.text)
     }
 }
