@@ -6,7 +6,9 @@
 //! its public submit API and network contracts.
 
 pub mod driver;
+pub mod health;
 pub mod import;
+pub mod placement;
 pub mod recorder;
 pub mod replay;
 pub mod report;

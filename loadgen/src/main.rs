@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use flashsale_loadgen::driver::DriverConfig;
+use flashsale_loadgen::placement::Placement;
 use flashsale_loadgen::run::{self, RunOptions};
 use flashsale_loadgen::scenario::Scenario;
 use flashsale_loadgen::slo::Slo;
@@ -103,11 +104,11 @@ struct TargetArgs {
     /// Connections (concurrent in-flight requests) for network targets.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Shards of the embedded engine.
-    #[arg(long, default_value_t = 2)]
+    /// Shards of the embedded engine (default: one per CPU the generator's threads leave it).
+    #[arg(long, default_value_t = Placement::for_this_machine(true).inproc_shards)]
     shards: usize,
     /// Pacer period in microseconds.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     tick_us: u64,
     /// A request sent later than this after its intended time counts as late.
     #[arg(long, default_value_t = 2_000)]
@@ -242,8 +243,8 @@ struct RunArgs {
     /// Connections (concurrent in-flight requests) for network targets.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Shards of the embedded engine.
-    #[arg(long, default_value_t = 2)]
+    /// Shards of the embedded engine (default: one per CPU the generator's threads leave it).
+    #[arg(long, default_value_t = Placement::for_this_machine(true).inproc_shards)]
     shards: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -254,7 +255,7 @@ struct RunArgs {
     #[arg(long = "slo")]
     slos: Vec<String>,
     /// Pacer period in microseconds.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     tick_us: u64,
     /// A request sent later than this after its intended time counts as late.
     #[arg(long, default_value_t = 2_000)]
