@@ -1,24 +1,41 @@
 //! The open-loop driver. A pacer thread wakes every tick, takes every scheduled request (and
-//! every due follow-up) whose intended time has passed, and submits them as one batch; it never
+//! every due follow-up) whose intended time has passed, and submits them in batches; it never
 //! waits for answers, so a slow target cannot slow the offered load (no coordinated omission).
 //! A recorder thread takes the answers, records corrected and service latency, keeps the
-//! ledger, and feeds pay / cancel / bot-retry follow-ups back to the pacer. Requests sent later
+//! ledger, and hands pay / cancel / bot-retry follow-ups back to the pacer. Requests sent later
 //! than the threshold are counted, follow-ups that fall after the end are counted, requests
 //! never answered are counted: nothing is dropped silently. It must not format reports.
 //!
 //! What it sends comes from any [`Arrivals`] source: the generated [`Schedule`] (`run`) or a
 //! trace (`replay`); the funnel's follow-ups are optional (a captured trace already holds them).
+//!
+//! The pacer keeps the schedule to tens of microseconds, so its loop allocates nothing and
+//! faults no page in once the run is going:
+//! - a batch travels in an [`Exchange`] from a pool: the pacer takes one, the target fills its
+//!   answer, the recorder records it, writes the follow-ups it caused into it and sends it back,
+//!   and the pacer moves those into its wheel and reuses the exchange; every buffer is sized
+//!   (and written once) before the clock starts;
+//! - the follow-up [`Wheel`] keeps its entries in one slab sized from the scenario's bound on
+//!   follow-ups waiting at once (`FollowUps::pending_capacity`);
+//! - the pacer sleeps until `spin_us` before each tick and spins the rest, with a 1 ns timer
+//!   slack, and it and the recorder are pinned where [`Placement`] says.
+//!
+//! While it runs it measures its own noise floor ([`GeneratorHealth`]): the send lag of every
+//! request as the pacer hands it to the target, requests over the lag budget, the recorder's
+//! backlog, its threads' CPU, and the process's involuntary context switches and minor faults.
 
-use crate::health::{GeneratorHealth, LAG_BUDGET_US};
+use crate::health::Usage;
+pub use crate::health::GeneratorHealth;
+use crate::placement::{self, Placement};
 use crate::recorder::{self, Live, Recorder, Recording};
-use crate::schedule::{Batch, Decision, FollowUps, Meta, Op, Origin, Req, Schedule};
-use crate::target::{Completion, Target};
+use crate::schedule::{Batch, Decision, FollowUps, Meta, Op, Origin, Req, Schedule, touched_vec};
+use crate::target::{Answers, Exchange, Target};
 use crate::verify::Ledger;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use flashsale_engine::trace::OrderHash;
 use flashsale_engine::{OrderStatus, Outcome, Reject};
+use hdrhistogram::Histogram;
 use serde::Serialize;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -54,10 +71,16 @@ impl std::fmt::Debug for AbortWhen {
 /// How the driver paces and ends a run.
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
-    /// The pacer's period: everything due is sent once per tick.
+    /// The pacer's period: everything due is sent once per tick, so a request waits up to one
+    /// tick for its batch (100 µs keeps the send lag's p99.9 under 200 µs).
     pub tick_us: u64,
+    /// The last part of each wait before a tick that the pacer spins instead of sleeping: a
+    /// sleep can overshoot by tens of µs (wake-up latency), a spin cannot.
+    pub spin_us: u64,
     /// A request sent more than this after its intended time counts as late.
     pub late_threshold_us: u64,
+    /// [`GeneratorHealth::sent_over_lag_budget`] counts requests sent later than this.
+    pub lag_budget_us: u64,
     /// After the schedule ends, how long to wait for outstanding answers.
     pub drain_timeout_ms: u64,
     pub interval_ms: u64,
@@ -67,22 +90,27 @@ pub struct DriverConfig {
     /// (`SendStats::sent_order_hash`; the trace's hash function).
     pub hash_sent: bool,
     pub abort: Option<AbortWhen>,
-    /// Set from outside (SIGINT / SIGTERM): the pacer stops sending, drains briefly and the
-    /// run returns normally with `SendStats::interrupted`.
+    /// Set from outside (SIGINT / SIGTERM) to stop sending: the run drains as at the end of the
+    /// schedule and returns normally with `SendStats::interrupted`.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Pin the pacer and the recorder where [`Placement::for_this_machine`] says.
+    pub pin_threads: bool,
 }
 
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
-            tick_us: 200,
+            tick_us: 100,
+            spin_us: 50,
             late_threshold_us: 2_000,
+            lag_budget_us: crate::health::LAG_BUDGET_US,
             drain_timeout_ms: 10_000,
             interval_ms: 1_000,
             track_ledger: true,
             hash_sent: false,
             abort: None,
             stop: None,
+            pin_threads: true,
         }
     }
 }
@@ -115,12 +143,27 @@ pub struct SendStats {
     pub send_lag_p99_us: f64,
     /// The run was stopped early by its abort condition.
     pub aborted: bool,
-    /// The run was stopped early by `DriverConfig::stop`.
+    /// The run was stopped early from outside (`DriverConfig::stop`).
     pub interrupted: bool,
     /// FNV-1a 64 (hex) of the order requests sent from the arrivals source, in send order, when
     /// asked for (`DriverConfig::hash_sent`); follow-ups generated by the funnel are excluded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sent_order_hash: Option<String>,
+    /// The pacer thread's own minor page faults and context switches during the run (getrusage
+    /// RUSAGE_THREAD): zero faults means its loop touched no fresh memory.
+    pub pacer_minor_faults: u64,
+    pub pacer_voluntary_context_switches: u64,
+    pub pacer_involuntary_context_switches: u64,
+    /// Exchanges the pacer had to allocate because the pool was empty (the pool's first ones
+    /// are allocated before the clock starts and not counted).
+    pub exchanges_allocated: u64,
+    /// Times the follow-up store outgrew its up-front size (each one a copy on the pacer).
+    pub follow_up_store_grown: u64,
+    /// CPUs the pacer and the recorder were pinned to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pacer_cpu: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorder_cpu: Option<usize>,
 }
 
 /// Everything a run produced.
@@ -131,101 +174,242 @@ pub struct RunOutput {
     pub health: GeneratorHealth,
 }
 
-struct Completed {
-    metas: Vec<Meta>,
-    completion: Completion,
-}
+/// Requests per exchange at most: a pacer that fell behind sends several exchanges rather than
+/// one enormous batch, and every exchange's buffers are sized for this once.
+const EXCHANGE_CAPACITY: usize = 1024;
+/// Exchanges kept for reuse, and the bounded queues' length (answers, returns).
+const POOL_CAPACITY: usize = 4096;
 
-struct Due {
-    due_ns: u64,
-    seq: u64,
-    meta: Meta,
-}
-
-/// Largest batch handed to a target in one call, so a pacer that fell behind does not build
-/// one enormous allocation.
-const MAX_SUBMIT: usize = 16 * 1024;
+const NIL: u32 = u32::MAX;
 
 /// How long an interrupted run waits for outstanding answers at most.
 const INTERRUPTED_DRAIN_MS: u64 = 2_000;
 
-/// Follow-ups waiting for their due time, in one bucket per millisecond: O(1) to add, and the
-/// current bucket is sorted once so each tick takes exactly what is due (a binary heap of
-/// millions of pending pays was the generator's bottleneck).
-#[derive(Default)]
+/// One follow-up waiting in the wheel's slab: the request, and the next one of its bucket (or
+/// the next free slot).
+#[derive(Clone, Copy)]
+struct Node {
+    meta: Meta,
+    next: u32,
+}
+
+/// A follow-up of the bucket being released, with its arrival order in the bucket (ties on the
+/// due time go out in the order they came).
+#[derive(Clone, Copy, Default)]
+struct Due {
+    meta: Meta,
+    order: u64,
+}
+
+/// Follow-ups waiting for their due time, one bucket per millisecond of the run. Each bucket is
+/// a list threaded through one slab of nodes sized up front, so adding is O(1) and allocates
+/// nothing; the bucket that falls due is copied out once into `front` and sorted there, so each
+/// tick takes exactly what is due, in due-time order.
 struct Wheel {
-    /// Pushed after their millisecond was already passed: sent on the next tick, unsorted.
-    overdue: Vec<Due>,
-    base_ms: u64,
-    buckets: VecDeque<Vec<Due>>,
+    nodes: Vec<Node>,
+    free: u32,
+    /// First and last node of each millisecond's bucket.
+    heads: Vec<u32>,
+    tails: Vec<u32>,
+    /// The next bucket to copy into `front`; follow-ups for earlier milliseconds go straight
+    /// into `front`.
+    next_ms: u64,
+    front: Vec<Due>,
     cursor: usize,
     front_sorted: bool,
+    order: u64,
     len: usize,
-    /// Emptied buckets kept for reuse: growing fresh vectors every millisecond made the kernel
-    /// zero new pages faster than the generator could fill them.
-    spare: Vec<Vec<Due>>,
+    /// Times the slab (or the bucket index) had to grow.
+    grown: u64,
 }
 
 impl Wheel {
-    fn push(&mut self, due: Due) {
-        let ms = due.due_ns / 1_000_000;
+    /// A wheel for follow-ups due within `duration_ms`, room for `capacity` of them at once,
+    /// its memory written now.
+    fn new(duration_ms: u64, capacity: usize) -> Wheel {
+        let capacity = capacity.clamp(1, NIL as usize - 1);
+        let buckets = duration_ms as usize + 2;
+        let mut nodes = Vec::with_capacity(capacity);
+        nodes.extend((1..=capacity as u32).map(|next| Node {
+            meta: Meta::default(),
+            next: if next as usize == capacity { NIL } else { next },
+        }));
+        Wheel {
+            nodes,
+            free: 0,
+            heads: vec![NIL; buckets],
+            tails: vec![NIL; buckets],
+            next_ms: 0,
+            front: touched_vec(EXCHANGE_CAPACITY * 16, Due::default()),
+            cursor: 0,
+            front_sorted: true,
+            order: 0,
+            len: 0,
+            grown: 0,
+        }
+    }
+
+    fn push(&mut self, meta: Meta) {
         self.len += 1;
-        if ms < self.base_ms {
-            self.overdue.push(due);
+        let ms = meta.intended_ns / 1_000_000;
+        if ms < self.next_ms {
+            self.order += 1;
+            self.front.push(Due {
+                meta,
+                order: self.order,
+            });
+            self.front_sorted = false;
             return;
         }
-        let index = (ms - self.base_ms) as usize;
-        if index == 0 {
-            self.front_sorted = false;
+        let ms = ms as usize;
+        if ms >= self.heads.len() {
+            self.grown += 1;
+            self.heads.resize(ms + 1, NIL);
+            self.tails.resize(ms + 1, NIL);
         }
-        while self.buckets.len() <= index {
-            let bucket = self.spare.pop().unwrap_or_default();
-            self.buckets.push_back(bucket);
+        let node = self.allocate(meta);
+        match self.tails[ms] {
+            NIL => self.heads[ms] = node,
+            tail => self.nodes[tail as usize].next = node,
         }
-        self.buckets[index].push(due);
+        self.tails[ms] = node;
+    }
+
+    fn allocate(&mut self, meta: Meta) -> u32 {
+        if self.free == NIL {
+            self.grown += 1;
+            self.nodes.push(Node { meta, next: NIL });
+            return (self.nodes.len() - 1) as u32;
+        }
+        let node = self.free;
+        let slot = &mut self.nodes[node as usize];
+        self.free = slot.next;
+        *slot = Node { meta, next: NIL };
+        node
     }
 
     /// Moves what is due at or before `now_ns` into `out`, until `out` holds `max_len`;
     /// returns how many it moved.
     fn pop_due(&mut self, now_ns: u64, out: &mut Batch, max_len: usize) -> u64 {
-        let room = max_len.saturating_sub(out.len()).min(self.overdue.len());
-        let mut taken = room as u64;
-        out.extend(self.overdue.drain(..room).map(|d| d.meta));
-        if !self.overdue.is_empty() {
-            self.len -= taken as usize;
-            return taken;
-        }
-        while let Some(front) = self.buckets.front_mut() {
-            if self.base_ms * 1_000_000 > now_ns {
-                break;
-            }
+        let mut taken = 0u64;
+        loop {
             if !self.front_sorted {
-                front[self.cursor..].sort_unstable_by_key(|d| (d.due_ns, d.seq));
+                self.front[self.cursor..]
+                    .sort_unstable_by_key(|d| (d.meta.intended_ns, d.order));
                 self.front_sorted = true;
             }
-            while let Some(d) = front.get(self.cursor) {
-                if d.due_ns > now_ns || out.len() >= max_len {
-                    break;
+            while let Some(due) = self.front.get(self.cursor) {
+                if due.meta.intended_ns > now_ns || out.len() >= max_len {
+                    self.len -= taken as usize;
+                    return taken;
                 }
-                out.push(d.meta);
+                out.push(due.meta);
                 self.cursor += 1;
                 taken += 1;
             }
-            if self.cursor < front.len() || (self.base_ms + 1) * 1_000_000 > now_ns {
+            self.front.clear();
+            self.cursor = 0;
+            if self.next_ms * 1_000_000 > now_ns || self.next_ms as usize >= self.heads.len() {
                 break;
             }
-            if let Some(mut bucket) = self.buckets.pop_front() {
-                bucket.clear();
-                if self.spare.len() < 4096 {
-                    self.spare.push(bucket);
-                }
-            }
-            self.base_ms += 1;
-            self.cursor = 0;
-            self.front_sorted = false;
+            self.take_bucket(self.next_ms as usize);
+            self.next_ms += 1;
         }
         self.len -= taken as usize;
         taken
+    }
+
+    /// Copies bucket `ms` into `front` (in arrival order) and frees its nodes.
+    fn take_bucket(&mut self, ms: usize) {
+        let mut node = std::mem::replace(&mut self.heads[ms], NIL);
+        self.tails[ms] = NIL;
+        while node != NIL {
+            let slot = &mut self.nodes[node as usize];
+            self.order += 1;
+            self.front.push(Due {
+                meta: slot.meta,
+                order: self.order,
+            });
+            let next = slot.next;
+            slot.next = self.free;
+            self.free = node;
+            node = next;
+        }
+        self.front_sorted = false;
+    }
+}
+
+/// Exchanges waiting for reuse on the pacer, and the way the recorder sends them back.
+struct Pool {
+    spare: Vec<Exchange>,
+    returns: Receiver<Exchange>,
+    returns_overflow: Receiver<Exchange>,
+    capacity: usize,
+    allocated: u64,
+}
+
+impl Pool {
+    fn new(
+        exchanges: usize,
+        capacity: usize,
+        returns: Receiver<Exchange>,
+        returns_overflow: Receiver<Exchange>,
+    ) -> Pool {
+        let mut spare = Vec::with_capacity(POOL_CAPACITY);
+        spare.extend((0..exchanges).map(|_| Exchange::with_capacity(capacity)));
+        Pool {
+            spare,
+            returns,
+            returns_overflow,
+            capacity,
+            allocated: 0,
+        }
+    }
+
+    /// Takes back every exchange the recorder returned, its follow-ups into `wheel`.
+    fn take_returns(&mut self, wheel: &mut Wheel) {
+        while let Ok(exchange) = self
+            .returns
+            .try_recv()
+            .or_else(|_| self.returns_overflow.try_recv())
+        {
+            self.put_back(exchange, wheel);
+        }
+    }
+
+    fn put_back(&mut self, mut exchange: Exchange, wheel: &mut Wheel) {
+        exchange
+            .follow_ups
+            .drain(..)
+            .for_each(|meta| wheel.push(meta));
+        exchange.clear();
+        if self.spare.len() < self.spare.capacity() {
+            self.spare.push(exchange);
+        }
+    }
+
+    fn take(&mut self) -> Exchange {
+        self.spare.pop().unwrap_or_else(|| {
+            self.allocated += 1;
+            Exchange::with_capacity(self.capacity)
+        })
+    }
+}
+
+/// What the pacer measures of itself: the send lag of every request it hands to the target.
+struct LagMeter {
+    lag: Histogram<u64>,
+    budget_ns: u64,
+    over_budget: u64,
+}
+
+impl LagMeter {
+    fn record(&mut self, metas: &[Meta], send_ns: u64) {
+        for meta in metas {
+            let lag_ns = send_ns.saturating_sub(meta.intended_ns);
+            self.over_budget += u64::from(lag_ns > self.budget_ns);
+            self.lag.saturating_record(lag_ns.max(1));
+        }
     }
 }
 
@@ -234,7 +418,15 @@ struct Shared {
     start: Instant,
     end_ns: u64,
     answered: AtomicU64,
+    /// Requests handed to `Answers` so far (the recorder's backlog is this minus `answered`).
+    delivered: Arc<AtomicU64>,
     stop: AtomicBool,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
 }
 
 /// Runs the whole schedule against `target` and returns what was recorded.
@@ -249,33 +441,77 @@ pub fn run<A: Arrivals + ?Sized>(
     live: Arc<Live>,
     hlog: Option<crate::report::hlog::HlogWriter>,
 ) -> RunOutput {
+    let placement = if config.pin_threads {
+        Placement::for_this_machine(target.runs_in_process())
+    } else {
+        Placement::for_cpus(&[], target.runs_in_process())
+    };
+    let restore_affinity = placement
+        .pacer_cpu
+        .and_then(|_| placement::current_affinity());
+    let pacer_cpu = placement
+        .pacer_cpu
+        .filter(|&cpu| placement::pin_current_thread(cpu).is_ok());
+    let previous_slack = timer_slack::set_ns(1);
+
     let seconds = schedule_duration_s.ceil() as usize + 2;
     let offered_per_s: Arc<Vec<AtomicU64>> =
         Arc::new((0..seconds).map(|_| AtomicU64::new(0)).collect());
     let end_ns = (schedule_duration_s * 1e9) as u64;
-    let shared = Arc::new(Shared {
-        start: Instant::now(),
-        end_ns,
-        answered: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-    });
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Completed>();
-    let (follow_tx, follow_rx) = crossbeam_channel::unbounded::<Vec<Due>>();
+    let capacity = target.max_batch().clamp(1, EXCHANGE_CAPACITY);
+    let (answers_tx, answers_rx) = crossbeam_channel::bounded::<Exchange>(POOL_CAPACITY);
+    let (answers_overflow_tx, answers_overflow_rx) = crossbeam_channel::unbounded::<Exchange>();
+    let (returns_tx, returns_rx) = crossbeam_channel::bounded::<Exchange>(POOL_CAPACITY);
+    let (returns_overflow_tx, returns_overflow_rx) = crossbeam_channel::unbounded::<Exchange>();
+    let mut pool = Pool::new(
+        (64 * EXCHANGE_CAPACITY / capacity).clamp(64, POOL_CAPACITY),
+        capacity,
+        returns_rx,
+        returns_overflow_rx,
+    );
+    let mut wheel = Wheel::new(
+        (schedule_duration_s * 1000.0).ceil() as u64,
+        follow_ups.as_ref().map_or(0, FollowUps::pending_capacity),
+    );
+    let mut meter = LagMeter {
+        lag: recorder::new_histogram(),
+        budget_ns: config.lag_budget_us.saturating_mul(1000),
+        over_budget: 0,
+    };
     let recorder = Recorder::new(
         config.interval_ms * 1_000_000,
         hlog,
         live.clone(),
         offered_per_s.clone(),
     );
+    let delivered = Arc::new(AtomicU64::new(0));
+    let answers = Answers::new(answers_tx, answers_overflow_tx, delivered.clone());
+    let process_before = Usage::of_this_process();
+    let pacer_before = Usage::of_this_thread();
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        end_ns,
+        answered: AtomicU64::new(0),
+        delivered,
+        stop: AtomicBool::new(false),
+    });
     let recorder_thread = {
         let shared = shared.clone();
         let track = config.track_ledger;
         let late_ns = config.late_threshold_us * 1000;
+        let recorder_cpu = placement.recorder_cpu;
+        let lanes = Lanes {
+            answers: answers_rx,
+            answers_overflow: answers_overflow_rx,
+            returns: returns_tx,
+            returns_overflow: returns_overflow_tx,
+        };
         std::thread::Builder::new()
             .name("loadgen-recorder".into())
             .spawn(move || {
+                let pinned = recorder_cpu.filter(|&cpu| placement::pin_current_thread(cpu).is_ok());
                 record_loop(
-                    recorder, ledger, track, late_ns, follow_ups, &shared, done_rx, follow_tx,
+                    recorder, ledger, track, late_ns, follow_ups, &shared, lanes, pinned,
                 )
             })
             .expect("spawning the recorder thread")
@@ -284,25 +520,16 @@ pub fn run<A: Arrivals + ?Sized>(
     let mut send = SendStats {
         late_threshold_us: config.late_threshold_us,
         schedule_duration_s,
+        pacer_cpu,
         ..SendStats::default()
     };
-    let tick = Duration::from_micros(config.tick_us.max(1));
-    let max_batch = target.max_batch().clamp(1, MAX_SUBMIT);
-    let mut wheel = Wheel::default();
-    let mut batch = Batch::with_capacity(8192);
-    let mut next_tick = shared.start;
+    let tick_ns = config.tick_us.max(1) * 1000;
+    let spin_ns = config.spin_us.min(config.tick_us) * 1000;
+    let mut next_tick_ns = 0u64;
     let mut hash = config.hash_sent.then(OrderHash::default);
     let mut next_abort_check_ns = 0u64;
     loop {
-        let now_ns = shared.start.elapsed().as_nanos() as u64;
-        if config
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::Relaxed))
-        {
-            send.interrupted = true;
-            break;
-        }
+        let now_ns = shared.now_ns();
         if let Some(abort) = &config.abort
             && now_ns >= next_abort_check_ns
         {
@@ -312,39 +539,39 @@ pub fn run<A: Arrivals + ?Sized>(
                 break;
             }
         }
-        while let Ok(dues) = follow_rx.try_recv() {
-            dues.into_iter().for_each(|d| wheel.push(d));
+        if config
+            .stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::Acquire))
+        {
+            send.interrupted = true;
+            break;
         }
-        // Everything due goes out now, in submits of at most MAX_SUBMIT: a pacer that fell
-        // behind must not build one giant batch (its memory would slow it down further).
+        pool.take_returns(&mut wheel);
+        // Everything due goes out now, in exchanges of at most `capacity` requests.
         loop {
-            schedule.fill_until_at_most(now_ns.saturating_add(1), &mut batch, MAX_SUBMIT);
+            let mut exchange = pool.take();
+            schedule.fill_until_at_most(now_ns.saturating_add(1), &mut exchange.metas, capacity);
             if let Some(h) = &mut hash {
-                batch.iter().for_each(|m| h.add(&m.req.command()));
+                exchange
+                    .metas
+                    .iter()
+                    .for_each(|m| h.add(&m.req.command()));
             }
-            send.follow_ups_sent += wheel.pop_due(now_ns, &mut batch, MAX_SUBMIT);
-            if batch.is_empty() {
+            send.follow_ups_sent += wheel.pop_due(now_ns, &mut exchange.metas, capacity);
+            if exchange.metas.is_empty() {
+                pool.put_back(exchange, &mut wheel);
                 break;
             }
-            let full = batch.len() >= MAX_SUBMIT;
-            let mut second = usize::MAX;
-            let mut in_second = 0u64;
-            for m in &batch {
-                let s = (m.intended_ns / 1_000_000_000) as usize;
-                if s != second {
-                    if let Some(c) = offered_per_s.get(second) {
-                        c.fetch_add(in_second, Ordering::Relaxed);
-                    }
-                    second = s;
-                    in_second = 0;
-                }
-                in_second += 1;
-            }
-            if let Some(c) = offered_per_s.get(second) {
-                c.fetch_add(in_second, Ordering::Relaxed);
-            }
-            send.sent += batch.len() as u64;
-            submit(&*target, &mut batch, max_batch, &done_tx);
+            let full = exchange.metas.len() >= capacity;
+            count_offered(&exchange.metas, &offered_per_s);
+            let Exchange {
+                metas, commands, ..
+            } = &mut exchange;
+            commands.extend(metas.iter().map(|m| m.req.command()));
+            meter.record(metas, shared.now_ns());
+            send.sent += metas.len() as u64;
+            target.submit_exchange(exchange, &answers);
             if !full {
                 break;
             }
@@ -352,18 +579,17 @@ pub fn run<A: Arrivals + ?Sized>(
         if now_ns >= end_ns && schedule.is_done() {
             break;
         }
-        next_tick += tick;
-        let now = Instant::now();
-        if next_tick > now {
-            std::thread::sleep(next_tick - now);
-        } else if now - next_tick > tick * 4 {
+        next_tick_ns += tick_ns;
+        let now_ns = shared.now_ns();
+        if now_ns > next_tick_ns + 4 * tick_ns {
             // Far behind: do not try to catch up tick by tick.
-            next_tick = now;
+            next_tick_ns = now_ns;
         }
+        wait_until(&shared, next_tick_ns, spin_ns);
     }
     send.offered = send.sent;
     send.sent_order_hash = hash.map(|h| format!("{:016x}", h.value()));
-    drop(done_tx);
+    drop(answers);
 
     // Interrupted: drain briefly, whatever the configured timeout.
     let drain_ms = if send.interrupted {
@@ -377,6 +603,14 @@ pub fn run<A: Arrivals + ?Sized>(
     }
     shared.stop.store(true, Ordering::Release);
     let (recording, ledger, funnel) = recorder_thread.join().expect("recorder thread panicked");
+    let pacer_used = Usage::of_this_thread().since(&pacer_before);
+    let process_used = Usage::of_this_process().since(&process_before);
+    let wall_s = shared.start.elapsed().as_secs_f64();
+    timer_slack::restore(previous_slack);
+    if let Some(cpus) = restore_affinity {
+        placement::restore_affinity(&cpus);
+    }
+
     send.answered = shared.answered.load(Ordering::Acquire);
     send.unanswered = send.sent.saturating_sub(send.answered);
     send.follow_ups_after_end = funnel.after_end;
@@ -386,22 +620,32 @@ pub fn run<A: Arrivals + ?Sized>(
     send.max_send_lag_us = funnel.max_send_lag_ns as f64 / 1000.0;
     send.send_lag_p50_us = funnel.lag.value_at_quantile(0.5) as f64 / 1000.0;
     send.send_lag_p99_us = funnel.lag.value_at_quantile(0.99) as f64 / 1000.0;
-    while let Ok(dues) = follow_rx.try_recv() {
-        dues.into_iter().for_each(|d| wheel.push(d));
-    }
+    pool.take_returns(&mut wheel);
     send.follow_ups_unsent = wheel.len as u64;
-    send.elapsed_s = shared.start.elapsed().as_secs_f64();
+    send.follow_up_store_grown = wheel.grown;
+    send.exchanges_allocated = pool.allocated;
+    send.recorder_cpu = funnel.recorder_cpu;
+    send.pacer_minor_faults = pacer_used.minor_faults;
+    send.pacer_voluntary_context_switches = pacer_used.voluntary_context_switches;
+    send.pacer_involuntary_context_switches = pacer_used.involuntary_context_switches;
+    send.elapsed_s = wall_s;
+    let us = |ns: u64| ns as f64 / 1000.0;
     let health = GeneratorHealth {
-        send_lag_p50_us: send.send_lag_p50_us,
-        send_lag_p99_us: send.send_lag_p99_us,
-        send_lag_p999_us: funnel.lag.value_at_quantile(0.999) as f64 / 1000.0,
-        send_lag_max_us: send.max_send_lag_us,
-        lag_budget_us: LAG_BUDGET_US,
-        sent_over_lag_budget: funnel.lag.count_between(LAG_BUDGET_US * 1000 + 1, u64::MAX),
-        sent: funnel.lag.len(),
-        wall_s: send.elapsed_s,
-        ..GeneratorHealth::default()
+        send_lag_p50_us: us(meter.lag.value_at_quantile(0.5)),
+        send_lag_p99_us: us(meter.lag.value_at_quantile(0.99)),
+        send_lag_p999_us: us(meter.lag.value_at_quantile(0.999)),
+        send_lag_max_us: us(meter.lag.max()),
+        lag_budget_us: config.lag_budget_us,
+        sent_over_lag_budget: meter.over_budget,
+        sent: send.sent,
+        recorder_backlog_max: funnel.backlog_max,
+        pacer_cpu_s: pacer_used.cpu_s,
+        recorder_cpu_s: funnel.recorder_usage.cpu_s,
+        wall_s,
+        involuntary_context_switches: process_used.involuntary_context_switches,
+        minor_faults: process_used.minor_faults,
     };
+    tracing::info!(?health, ?send, "generator health");
     RunOutput {
         recording,
         send,
@@ -410,27 +654,86 @@ pub fn run<A: Arrivals + ?Sized>(
     }
 }
 
-fn submit(target: &dyn Target, batch: &mut Batch, max_batch: usize, done_tx: &Sender<Completed>) {
-    let send_one = |metas: Vec<Meta>| {
-        let tx = done_tx.clone();
-        let commands = metas.iter().map(|m| m.req.command()).collect();
-        target.submit(
-            commands,
-            Box::new(move |completion| {
-                // An answer after the recorder stopped (past the drain timeout) is counted as
-                // unanswered.
-                let _ = tx.send(Completed { metas, completion });
-            }),
-        );
-    };
-    if batch.len() <= max_batch {
-        let n = batch.len();
-        send_one(std::mem::replace(batch, Vec::with_capacity(n)));
-    } else {
-        for chunk in batch.chunks(max_batch) {
-            send_one(chunk.to_vec());
+/// Adds a batch's requests to the offered count of the second each was intended for.
+fn count_offered(metas: &[Meta], offered_per_s: &[AtomicU64]) {
+    let mut second = usize::MAX;
+    let mut in_second = 0u64;
+    for m in metas {
+        let s = (m.intended_ns / 1_000_000_000) as usize;
+        if s != second {
+            if let Some(c) = offered_per_s.get(second) {
+                c.fetch_add(in_second, Ordering::Relaxed);
+            }
+            second = s;
+            in_second = 0;
         }
-        batch.clear();
+        in_second += 1;
+    }
+    if let Some(c) = offered_per_s.get(second) {
+        c.fetch_add(in_second, Ordering::Relaxed);
+    }
+}
+
+/// Waits until `deadline_ns` on the run's clock: sleeps while more than `spin_ns` is left, then
+/// spins, so the wake-up's own latency (tens of µs) does not make the tick late.
+fn wait_until(shared: &Shared, deadline_ns: u64, spin_ns: u64) {
+    loop {
+        let now_ns = shared.now_ns();
+        if now_ns >= deadline_ns {
+            return;
+        }
+        let left_ns = deadline_ns - now_ns;
+        if left_ns > spin_ns {
+            std::thread::sleep(Duration::from_nanos(left_ns - spin_ns));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// The pacer thread's timer slack: Linux lets a sleep end up to 50 µs late by default, to batch
+/// wake-ups; the pacer asks for 1 ns while it runs.
+mod timer_slack {
+    #[cfg(target_os = "linux")]
+    pub fn set_ns(ns: u64) -> Option<u64> {
+        // SAFETY: PR_GET_TIMERSLACK takes no pointer and returns the slack or -1.
+        let previous = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) };
+        // SAFETY: PR_SET_TIMERSLACK takes the slack by value.
+        let set = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) };
+        (previous >= 0 && set == 0).then_some(previous as u64)
+    }
+
+    #[cfg(target_os = "linux")]
+    pub fn restore(previous: Option<u64>) {
+        if let Some(ns) = previous {
+            // SAFETY: as above.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) };
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn set_ns(_ns: u64) -> Option<u64> {
+        None
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn restore(_previous: Option<u64>) {}
+}
+
+/// The recorder's ends of the exchange queues.
+struct Lanes {
+    answers: Receiver<Exchange>,
+    answers_overflow: Receiver<Exchange>,
+    returns: Sender<Exchange>,
+    returns_overflow: Sender<Exchange>,
+}
+
+impl Lanes {
+    fn give_back(&self, exchange: Exchange) {
+        if let Err(TrySendError::Full(exchange)) = self.returns.try_send(exchange) {
+            // After the pacer has gone nobody takes them: they are dropped with the channel.
+            let _ = self.returns_overflow.send(exchange);
+        }
     }
 }
 
@@ -441,6 +744,10 @@ struct FunnelCounts {
     after_end: u64,
     abandoned: u64,
     bot_retries: u64,
+    /// Most requests answered by the target but not yet recorded, seen at any one time.
+    backlog_max: u64,
+    recorder_usage: Usage,
+    recorder_cpu: Option<usize>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -451,9 +758,10 @@ fn record_loop(
     late_ns: u64,
     follow_ups: Option<FollowUps>,
     shared: &Shared,
-    done_rx: Receiver<Completed>,
-    follow_tx: Sender<Vec<Due>>,
+    lanes: Lanes,
+    recorder_cpu: Option<usize>,
 ) -> (Recording, Ledger, FunnelCounts) {
+    let usage_before = Usage::of_this_thread();
     let mut funnel = FunnelCounts {
         lag: recorder::new_histogram(),
         sent_late: 0,
@@ -461,43 +769,59 @@ fn record_loop(
         after_end: 0,
         abandoned: 0,
         bot_retries: 0,
+        backlog_max: 0,
+        recorder_usage: Usage::default(),
+        recorder_cpu,
     };
-    let mut seq = 0u64;
+    let mut record = |recorder: &mut Recorder, exchange: Exchange, funnel: &mut FunnelCounts| {
+        let backlog = shared
+            .delivered
+            .load(Ordering::Acquire)
+            .saturating_sub(shared.answered.load(Ordering::Acquire));
+        funnel.backlog_max = funnel.backlog_max.max(backlog);
+        let n = exchange.metas.len() as u64;
+        let exchange = process(
+            recorder,
+            &mut ledger,
+            track_ledger,
+            late_ns,
+            follow_ups.as_ref(),
+            shared,
+            exchange,
+            funnel,
+        );
+        shared.answered.fetch_add(n, Ordering::AcqRel);
+        lanes.give_back(exchange);
+    };
     loop {
-        match done_rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(done) => {
-                let n = done.metas.len() as u64;
-                process(
-                    &mut recorder,
-                    &mut ledger,
-                    track_ledger,
-                    late_ns,
-                    follow_ups.as_ref(),
-                    shared,
-                    done,
-                    &follow_tx,
-                    &mut funnel,
-                    &mut seq,
-                );
-                shared.answered.fetch_add(n, Ordering::AcqRel);
-            }
+        match lanes.answers.recv_timeout(Duration::from_millis(5)) {
+            Ok(exchange) => record(&mut recorder, exchange, &mut funnel),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                if shared.stop.load(Ordering::Acquire) {
+                if shared.stop.load(Ordering::Acquire) && lanes.answers_overflow.is_empty() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        recorder.advance_to(shared.start.elapsed().as_nanos() as u64);
-        if shared.stop.load(Ordering::Acquire) && done_rx.is_empty() {
+        while let Ok(exchange) = lanes.answers_overflow.try_recv() {
+            record(&mut recorder, exchange, &mut funnel);
+        }
+        recorder.advance_to(shared.now_ns());
+        if shared.stop.load(Ordering::Acquire)
+            && lanes.answers.is_empty()
+            && lanes.answers_overflow.is_empty()
+        {
             break;
         }
     }
-    let recording = recorder.finish(shared.start.elapsed().as_nanos() as u64);
+    let recording = recorder.finish(shared.now_ns());
+    funnel.recorder_usage = Usage::of_this_thread().since(&usage_before);
     (recording, ledger, funnel)
 }
 
+/// Records one answered exchange and writes the follow-ups its answers cause into it; returns
+/// it emptied of its batch, for the pacer to reuse.
 #[allow(clippy::too_many_arguments)]
 fn process(
     recorder: &mut Recorder,
@@ -506,22 +830,12 @@ fn process(
     late_ns: u64,
     follow_ups: Option<&FollowUps>,
     shared: &Shared,
-    done: Completed,
-    follow_tx: &Sender<Vec<Due>>,
+    mut done: Exchange,
     funnel: &mut FunnelCounts,
-    seq: &mut u64,
-) {
+) -> Exchange {
     let start = shared.start;
-    let done_ns = done
-        .completion
-        .done_at
-        .saturating_duration_since(start)
-        .as_nanos() as u64;
-    let sent_ns = done
-        .completion
-        .sent_at
-        .saturating_duration_since(start)
-        .as_nanos() as u64;
+    let done_ns = done.done_at.saturating_duration_since(start).as_nanos() as u64;
+    let sent_ns = done.sent_at.saturating_duration_since(start).as_nanos() as u64;
     let service_ns = done_ns.saturating_sub(sent_ns);
     for meta in &done.metas {
         let lag = sent_ns.saturating_sub(meta.intended_ns);
@@ -531,28 +845,23 @@ fn process(
         funnel.max_send_lag_ns = funnel.max_send_lag_ns.max(lag);
         funnel.lag.saturating_record(lag.max(1));
     }
-    let mut dues: Vec<Due> = Vec::new();
+    let dues = &mut done.follow_ups;
     let mut schedule_follow_up = |due_ns: u64, origin: Origin, attempt: u8, req: Req| {
         if due_ns >= shared.end_ns {
             funnel.after_end += 1;
             return;
         }
-        *seq += 1;
-        dues.push(Due {
-            due_ns,
-            seq: *seq,
-            meta: Meta {
-                intended_ns: due_ns,
-                origin,
-                attempt,
-                req,
-            },
+        dues.push(Meta {
+            intended_ns: due_ns,
+            origin,
+            attempt,
+            req,
         });
     };
-    match done.completion.result {
-        Ok(outcomes) => {
-            let mut failed = done.completion.failed.iter().peekable();
-            for (i, (meta, outcome)) in done.metas.iter().zip(&outcomes).enumerate() {
+    match done.failure {
+        None => {
+            let mut failed = done.failed.iter().peekable();
+            for (i, (meta, outcome)) in done.metas.iter().zip(&done.outcomes).enumerate() {
                 let req = meta.req;
                 if let Some(&(_, failure)) = failed.next_if(|(at, _)| *at == i) {
                     let corrected_ns = done_ns.saturating_sub(meta.intended_ns);
@@ -628,7 +937,7 @@ fn process(
                 }
             }
         }
-        Err(failure) => {
+        Some(failure) => {
             let label = recorder::failure_label(failure);
             for meta in &done.metas {
                 let corrected_ns = done_ns.saturating_sub(meta.intended_ns);
@@ -636,30 +945,25 @@ fn process(
             }
         }
     }
-    if !dues.is_empty() {
-        let _ = follow_tx.send(dues);
-    }
+    done.clear();
+    done
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn due(due_ns: u64, seq: u64) -> Due {
-        Due {
-            due_ns,
-            seq,
-            meta: Meta {
-                intended_ns: due_ns,
-                origin: Origin::FollowUp,
-                attempt: 0,
-                req: Req {
-                    op: Op::Pay,
-                    qty: 0,
-                    sku_id: 0,
-                    order_id: seq,
-                    user_id: 0,
-                },
+    fn due(due_ns: u64, order_id: u64) -> Meta {
+        Meta {
+            intended_ns: due_ns,
+            origin: Origin::FollowUp,
+            attempt: 0,
+            req: Req {
+                op: Op::Pay,
+                qty: 0,
+                sku_id: 0,
+                order_id,
+                user_id: 0,
             },
         }
     }
@@ -672,7 +976,7 @@ mod tests {
 
     #[test]
     fn wheel_stops_at_the_limit_and_resumes() {
-        let mut w = Wheel::default();
+        let mut w = Wheel::new(10, 16);
         for s in 0..10 {
             w.push(due(1_000_000 + s, s));
         }
@@ -682,11 +986,13 @@ mod tests {
         out.clear();
         assert_eq!(w.pop_due(2_000_000, &mut out, 100), 6);
         assert_eq!(w.len, 0);
+        let ids: Vec<u64> = out.iter().map(|m| m.req.order_id).collect();
+        assert_eq!(ids, [4, 5, 6, 7, 8, 9]);
     }
 
     #[test]
     fn wheel_releases_exactly_what_is_due_in_order() {
-        let mut w = Wheel::default();
+        let mut w = Wheel::new(10, 16);
         for (t, s) in [
             (5_500_000, 1),
             (1_200_000, 2),
@@ -709,10 +1015,37 @@ mod tests {
             [1_100_000, 1_120_000, 1_200_000, 1_900_000, 5_500_000]
         );
         assert_eq!(w.len, 1);
-        // Overdue pushes (before the wheel's base) go out on the next call.
+        // Overdue pushes (before the wheel's current bucket) go out on the next call.
         w.push(due(10, 7));
         assert_eq!(w.pop_due_all(6_000_001, &mut out), 1);
         assert_eq!(w.pop_due_all(u64::MAX / 2, &mut out), 1);
+        assert_eq!(w.len, 0);
+        assert_eq!(w.grown, 0);
+    }
+
+    #[test]
+    fn wheel_keeps_arrival_order_on_equal_due_times_and_reuses_its_slab() {
+        let mut w = Wheel::new(100, 8);
+        let mut out = Batch::default();
+        for round in 0..20u64 {
+            let at = round * 2_000_000 + 500_000;
+            for id in 0..8 {
+                w.push(due(at, round * 100 + id));
+            }
+            out.clear();
+            assert_eq!(w.pop_due_all(at, &mut out), 8);
+            let ids: Vec<u64> = out.iter().map(|m| m.req.order_id).collect();
+            assert_eq!(ids, (0..8).map(|id| round * 100 + id).collect::<Vec<_>>());
+        }
+        assert_eq!(w.grown, 0, "8 waiting at a time fit the slab of 8");
+        for id in 0..9 {
+            w.push(due(90_000_000, id));
+        }
+        assert_eq!(w.grown, 1, "the ninth outgrows it, and is counted");
+        // Beyond the run's last bucket: the index grows rather than release it early.
+        w.push(due(500_000_000, 99));
+        assert_eq!(w.pop_due_all(400_000_000, &mut out), 9);
+        assert_eq!(w.pop_due_all(500_000_000, &mut out), 1);
         assert_eq!(w.len, 0);
     }
 }

@@ -9,6 +9,7 @@
 pub mod driver;
 pub mod health;
 pub mod import;
+pub mod placement;
 pub mod recorder;
 pub mod replay;
 pub mod report;

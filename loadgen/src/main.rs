@@ -171,7 +171,7 @@ struct TargetArgs {
     /// Connections (concurrent in-flight requests) for network targets.
     #[arg(long, default_value_t = TargetOptions::default().connections)]
     connections: usize,
-    /// Shards of the embedded engine.
+    /// Shards of the embedded engine (default: one per CPU the generator's threads leave it).
     #[arg(long, default_value_t = TargetOptions::default().inproc_shards)]
     shards: usize,
     /// A network request unanswered after this long counts as a timeout (an error).
@@ -190,6 +190,11 @@ struct PacerArgs {
     /// A request sent later than this after its intended time counts as late.
     #[arg(long, default_value_t = DriverConfig::default().late_threshold_us)]
     late_threshold_us: u64,
+    /// Leave the pacer and the recorder unpinned (the default pins them, see "Threads and
+    /// cores" in loadgen/README.md); on a machine busy with other work a pinned pacer cannot
+    /// move to an idle CPU.
+    #[arg(long)]
+    no_pin: bool,
 }
 
 impl PacerArgs {
@@ -199,6 +204,7 @@ impl PacerArgs {
             tick_us: self.tick_us,
             late_threshold_us: self.late_threshold_us,
             drain_timeout_ms,
+            pin_threads: !self.no_pin,
             ..DriverConfig::default()
         }
     }

@@ -26,10 +26,11 @@ pub enum ScheduleError {
 }
 
 /// Where a scheduled request came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Origin {
     /// A new order's first reserve.
+    #[default]
     Fresh = 0,
     /// A client that timed out and sent the same order id again.
     Duplicate = 1,
@@ -40,9 +41,10 @@ pub enum Origin {
 }
 
 /// Which order operation a request is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Op {
+    #[default]
     Reserve = 0,
     Pay = 1,
     Cancel = 2,
@@ -50,7 +52,7 @@ pub enum Op {
 
 /// A compact order request (32 bytes; an engine `Command` is 72): what the schedule, the
 /// follow-up wheel and the recorder carry around.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Req {
     pub op: Op,
     pub qty: u32,
@@ -76,7 +78,7 @@ impl Req {
 }
 
 /// What the driver keeps about each request it sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Meta {
     /// When the request should have been sent, ns since the run's start.
     pub intended_ns: u64,
@@ -172,7 +174,9 @@ type PendingDuplicate = (u64, OrderId, UserId, SkuId, u32);
 
 /// Generates the open-loop schedule one millisecond bucket at a time. Within a bucket the
 /// number of arrivals is Poisson(∫λ over the bucket) and their times are stratified-jittered,
-/// so the sequence is sorted and cheap (a handful of RNG draws per request).
+/// so the sequence is sorted and cheap (a handful of RNG draws per request). It runs on the
+/// pacer thread, so its buffers are sized for the scenario's peak and written once when it is
+/// built: generating a bucket allocates nothing unless a bucket is far above the peak.
 pub struct Schedule {
     scenario: Scenario,
     rng: Xoshiro256PlusPlus,
@@ -191,8 +195,20 @@ pub struct Schedule {
     cum_expected: f64,
     duplicates: BinaryHeap<Reverse<PendingDuplicate>>,
     pending: Vec<Meta>,
+    /// The bucket's duplicates, then the merge of fresh and duplicates (swapped with `pending`).
+    due_duplicates: Vec<Meta>,
+    merged: Vec<Meta>,
     cursor: usize,
     generated: u64,
+}
+
+/// A vector with room for `capacity` elements, its memory written once (so first use does not
+/// fault pages in on the hot path) and then emptied.
+pub(crate) fn touched_vec<T: Clone>(capacity: usize, filler: T) -> Vec<T> {
+    let mut v = Vec::with_capacity(capacity);
+    v.resize(capacity, filler);
+    v.clear();
+    v
 }
 
 impl Schedule {
@@ -223,6 +239,21 @@ impl Schedule {
         } else {
             w_bots / (w_bots + (1.0 - u.bot_fraction))
         };
+        // A bucket holds Poisson(peak / 1000) fresh arrivals (well under twice that plus a few
+        // dozen) and the duplicates falling due in it; the heap holds a client timeout's worth.
+        let client_timeout_ns =
+            (scenario.funnel.client_timeout_ms as f64 * scenario.time_scale * NS_PER_MS as f64)
+                as u64;
+        let peak_per_ms = scenario.peak_offered_rate_per_s() / 1000.0;
+        let bucket_capacity = (peak_per_ms * (2.0 + scenario.funnel.duplicate_rate)) as usize + 64;
+        let duplicates_capacity = (peak_per_ms
+            * scenario.funnel.duplicate_rate
+            * (client_timeout_ns as f64 / NS_PER_MS as f64 + 1.0)
+            * 2.0) as usize
+            + 64;
+        let duplicates =
+            BinaryHeap::from(touched_vec(duplicates_capacity, Reverse((0, 0, 0, 0, 0))));
+        let empty_meta = Meta::default();
         Ok(Schedule {
             rng: Xoshiro256PlusPlus::seed_from_u64(mix64(seed)),
             popularity,
@@ -231,15 +262,15 @@ impl Schedule {
             first_sku: scenario.catalog.first_sku_id,
             qty_max: u.qty_max,
             duplicate_rate: scenario.funnel.duplicate_rate,
-            client_timeout_ns: (scenario.funnel.client_timeout_ms as f64
-                * scenario.time_scale
-                * NS_PER_MS as f64) as u64,
+            client_timeout_ns,
             next_order_id: first_order_id,
             bucket_ms: 0,
             end_ms: (scenario.duration_s() * 1000.0).ceil() as u64,
             cum_expected: 0.0,
-            duplicates: BinaryHeap::new(),
-            pending: Vec::new(),
+            duplicates,
+            pending: touched_vec(bucket_capacity, empty_meta),
+            due_duplicates: touched_vec(bucket_capacity, empty_meta),
+            merged: touched_vec(bucket_capacity, empty_meta),
             cursor: 0,
             generated: 0,
             scenario: scenario.clone(),
@@ -313,7 +344,7 @@ impl Schedule {
             }
         }
         let end_ns = start_ns + NS_PER_MS;
-        let mut had_duplicates = false;
+        self.due_duplicates.clear();
         while let Some(Reverse((due, order_id, user_id, sku_id, qty))) =
             self.duplicates.peek().copied()
         {
@@ -321,8 +352,7 @@ impl Schedule {
                 break;
             }
             self.duplicates.pop();
-            had_duplicates = true;
-            self.pending.push(Meta {
+            self.due_duplicates.push(Meta {
                 intended_ns: due,
                 origin: Origin::Duplicate,
                 attempt: 0,
@@ -335,10 +365,31 @@ impl Schedule {
                 },
             });
         }
-        if had_duplicates {
-            self.pending.sort_by_key(|m| m.intended_ns);
+        if !self.due_duplicates.is_empty() {
+            self.merge_duplicates();
         }
         self.generated += self.pending.len() as u64;
+    }
+
+    /// Merges the bucket's duplicates (sorted, from the heap) into its fresh arrivals (sorted by
+    /// construction), fresh first on a tie: the order a stable sort of the two gives, without
+    /// the sort's scratch allocation.
+    fn merge_duplicates(&mut self) {
+        self.merged.clear();
+        let (fresh, duplicates) = (&self.pending, &self.due_duplicates);
+        let (mut i, mut j) = (0, 0);
+        while i < fresh.len() && j < duplicates.len() {
+            if duplicates[j].intended_ns < fresh[i].intended_ns {
+                self.merged.push(duplicates[j]);
+                j += 1;
+            } else {
+                self.merged.push(fresh[i]);
+                i += 1;
+            }
+        }
+        self.merged.extend_from_slice(&fresh[i..]);
+        self.merged.extend_from_slice(&duplicates[j..]);
+        std::mem::swap(&mut self.pending, &mut self.merged);
     }
 
     fn push_fresh(&mut self, t_ns: u64) {
@@ -421,11 +472,44 @@ pub struct FollowUps {
     users: UserSpace,
     bot_retry_max: u8,
     bot_retry_delay_ns: u64,
+    pending_capacity: usize,
+}
+
+/// Mean of a log-normal delay (median · e^(σ²/2)), in ms.
+fn mean_delay_ms(spec: DelaySpec) -> f64 {
+    spec.median_ms * (spec.sigma * spec.sigma / 2.0).exp()
+}
+
+/// An upper bound on the follow-ups waiting at once during a run of `scenario`, by Little's law:
+/// the waiting count at any instant, ∫ rate(s) · P(delay > t − s) ds, is at most the peak rate
+/// times the mean delay. Every reserve is counted as creating a hold (an upper bound: a sold-out
+/// one does not), duplicates and bot retries included; and no run waits on more follow-ups than
+/// it causes in all.
+fn pending_follow_ups_bound(scenario: &Scenario) -> usize {
+    let f = &scenario.funnel;
+    let u = &scenario.users;
+    // The bots' share of fresh reserves, as the schedule draws them.
+    let w_bots = u.bot_fraction * u.bot_rate_multiplier;
+    let bot_share = w_bots / (w_bots + (1.0 - u.bot_fraction)).max(f64::MIN_POSITIVE);
+    let bot_retries = bot_share * f64::from(u.bot_retry_max);
+    let reserves_per_fresh = (1.0 + f.duplicate_rate) * (1.0 + bot_retries);
+    let mean_wait_s = (f.pay_probability * mean_delay_ms(f.pay_delay)
+        + f.cancel_probability * mean_delay_ms(f.cancel_delay)
+        + bot_share * u.bot_retry_delay_ms as f64)
+        * scenario.time_scale
+        / 1000.0;
+    let at_peak = scenario.peak_offered_rate_per_s() * reserves_per_fresh * mean_wait_s;
+    let in_all = scenario.expected_arrivals_until(scenario.duration_s())
+        * reserves_per_fresh
+        * (f.pay_probability + f.cancel_probability + bot_share);
+    // Poisson noise on millions is well under 5%; the floor covers tiny runs.
+    (at_peak.min(in_all) * 1.05) as usize + 4096
 }
 
 impl FollowUps {
     pub fn new(scenario: &Scenario, seed: u64) -> FollowUps {
         FollowUps {
+            pending_capacity: pending_follow_ups_bound(scenario),
             seed,
             pay_probability: scenario.funnel.pay_probability,
             cancel_probability: scenario.funnel.cancel_probability,
@@ -461,6 +545,12 @@ impl FollowUps {
         } else {
             Decision::Abandon
         }
+    }
+
+    /// At most how many follow-ups can be waiting for their due time at once during the run
+    /// (see [`pending_follow_ups_bound`]): what the driver sizes its follow-up store for.
+    pub fn pending_capacity(&self) -> usize {
+        self.pending_capacity
     }
 
     /// After a `sold_out`: whether (and after how long) this user tries again.

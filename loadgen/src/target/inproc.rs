@@ -1,8 +1,13 @@
 //! The embedded engine target: starts a `flashsale_engine::Engine` in this process and hands it
 //! whole batches through its non-blocking batch API. A thin adapter; it must not add queues or
 //! threads of its own.
+//!
+//! The engine shares the machine with the generator, so its threads start on the CPUs
+//! [`Placement`] sets aside for it (on two CPUs: the one the pacer does not have), and the
+//! default shard count is [`Placement::inproc_shards`] (one per CPU left to the engine).
 
-use super::{Completion, Done, Target, TargetError};
+use super::{Answers, Completion, Done, Exchange, Target, TargetError};
+use crate::placement::{self, Placement};
 use flashsale_engine::{Command, Engine, EngineConfig, Outcome, SkuConfig, SkuId, SkuView};
 use std::time::Instant;
 
@@ -27,10 +32,9 @@ impl InProc {
                 .unwrap_or(defaults.orders_capacity_per_shard),
             ..defaults
         };
-        Ok(InProc {
-            engine: Engine::start(config)?,
-            shards,
-        })
+        let cpus = Placement::for_this_machine(true).engine_cpus;
+        let engine = placement::spawning_on(&cpus, || Engine::start(config))?;
+        Ok(InProc { engine, shards })
     }
 }
 
@@ -72,6 +76,24 @@ impl Target for InProc {
                 done_at: Instant::now(),
             })
         });
+    }
+    /// The engine's batch API takes its own command vector and answers in one of its own (both
+    /// freed on its side), so the exchange's buffers are copied into and out of those: two
+    /// allocations per batch that only an engine API taking a lent buffer would remove.
+    fn submit_exchange(&self, mut exchange: Exchange, answers: &Answers) {
+        let answers = answers.clone();
+        let commands = exchange.commands.clone();
+        exchange.sent_at = Instant::now();
+        self.engine.submit(commands, move |outcomes| {
+            exchange.done_at = Instant::now();
+            exchange.outcomes.clear();
+            exchange.outcomes.extend(outcomes);
+            exchange.failure = None;
+            answers.deliver(exchange);
+        });
+    }
+    fn runs_in_process(&self) -> bool {
+        true
     }
     fn query_skus(&self, sku_ids: &[SkuId]) -> Result<Vec<Option<SkuView>>, TargetError> {
         let mut views = Vec::with_capacity(sku_ids.len());

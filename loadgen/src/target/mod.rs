@@ -1,13 +1,22 @@
 //! What the driver sends requests to. A `Target` takes batches of engine commands without
-//! blocking and answers each batch once through a callback, with the instants it actually sent
-//! and finished it. Implementations: `noop` (answers at once, to measure the generator),
-//! `inproc` (an embedded engine, via its batch API), `http` (the HTTP/JSON contract), `tcp`
-//! (the binary protocol), `redis` (the Redis + Lua baseline, same contract). This
-//! module owns the adapter layer only; it must not pace, record or decide anything about the
-//! workload.
+//! blocking and answers each batch once, with the instants it actually sent and finished it.
+//! Implementations: `noop` (answers at once, to measure the generator), `inproc` (an embedded
+//! engine, via its batch API), `http` (the HTTP/JSON contract), `tcp` (the binary protocol),
+//! `redis` (the Redis + Lua baseline, same contract). This module owns the adapter layer only:
+//! the trait, the [`Exchange`] a batch travels in and the [`Answers`] it comes back through; it
+//! must not pace, record or decide anything about the workload.
+//!
+//! The driver lends each batch as an [`Exchange`] whose buffers come from a pool and go back to
+//! it once recorded, so its hot loop allocates nothing per batch. A target either fills the
+//! exchange in place (`submit_exchange`: noop, inproc) or keeps the simpler `submit` with a
+//! callback, which the default `submit_exchange` adapts (one allocation per batch: fine for a
+//! network client, which allocates to serialise anyway).
 
+use crate::schedule::Meta;
+use crossbeam_channel::{Sender, TrySendError};
 use flashsale_engine::{Command, Outcome, SkuConfig, SkuId, SkuView};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 pub mod http;
@@ -60,6 +69,130 @@ pub struct Completion {
 /// Called once per submitted batch, on whatever thread finished it: keep it cheap.
 pub type Done = Box<dyn FnOnce(Completion) + Send + 'static>;
 
+/// One batch's round trip: the commands to send and room for their answer. The driver lends it
+/// to [`Target::submit_exchange`]; the target fills `outcomes` (or `failure`), `failed`,
+/// `sent_at` and `done_at`, and hands it to [`Answers::deliver`] exactly once. Every buffer
+/// keeps its capacity from one batch to the next, so a reused exchange allocates nothing.
+#[derive(Debug)]
+pub struct Exchange {
+    pub commands: Vec<Command>,
+    /// One outcome per command in input order (empty when `failure` is set).
+    pub outcomes: Vec<Outcome>,
+    /// Why the whole batch got no outcome.
+    pub failure: Option<Failure>,
+    /// As [`Completion::failed`]: requests of an answered batch that got no outcome.
+    pub failed: Vec<(usize, Failure)>,
+    pub sent_at: Instant,
+    pub done_at: Instant,
+    /// The driver's record of each request (intended time, origin); targets leave it alone.
+    pub(crate) metas: Vec<Meta>,
+    /// Filled by the recorder on the way back: the follow-ups this batch's answers caused.
+    pub(crate) follow_ups: Vec<Meta>,
+}
+
+impl Exchange {
+    /// An empty exchange with room for `capacity` requests in every buffer, its memory written
+    /// once so that first use does not fault pages in.
+    pub(crate) fn with_capacity(capacity: usize) -> Exchange {
+        let now = Instant::now();
+        let mut exchange = Exchange {
+            commands: Vec::with_capacity(capacity),
+            outcomes: Vec::with_capacity(capacity),
+            failure: None,
+            failed: Vec::new(),
+            sent_at: now,
+            done_at: now,
+            metas: Vec::with_capacity(capacity),
+            follow_ups: Vec::with_capacity(capacity),
+        };
+        let filler = Meta::default();
+        exchange.metas.resize(capacity, filler);
+        exchange.follow_ups.resize(capacity, filler);
+        exchange
+            .commands
+            .resize(capacity, Command::QuerySku { sku_id: 0 });
+        exchange
+            .outcomes
+            .resize(capacity, Outcome::Rejected(flashsale_engine::Reject::Busy));
+        exchange.clear();
+        exchange.follow_ups.clear();
+        exchange
+    }
+
+    /// Empties the batch and its answer (not the follow-ups), keeping every buffer's capacity.
+    pub(crate) fn clear(&mut self) {
+        self.commands.clear();
+        self.outcomes.clear();
+        self.failure = None;
+        self.failed.clear();
+        self.metas.clear();
+    }
+
+    /// Takes a callback-style answer into this exchange's own buffers.
+    pub fn complete(&mut self, completion: Completion) {
+        self.outcomes.clear();
+        self.failure = None;
+        match completion.result {
+            Ok(outcomes) => self.outcomes.extend(outcomes),
+            Err(failure) => self.failure = Some(failure),
+        }
+        self.failed.clear();
+        self.failed.extend_from_slice(&completion.failed);
+        self.sent_at = completion.sent_at;
+        self.done_at = completion.done_at;
+    }
+
+    /// Requests in the batch.
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+}
+
+/// Where targets hand answered exchanges back (to the driver's recorder). Cheap to clone.
+///
+/// Two lanes: a bounded queue, allocated once, that every answer takes while the recorder keeps
+/// up, and an unbounded overflow taken only when that queue is full, so a target (or the pacer,
+/// for a target that answers at once) never blocks on a slow recorder and nothing is dropped.
+#[derive(Clone)]
+pub struct Answers {
+    queue: Sender<Exchange>,
+    overflow: Sender<Exchange>,
+    /// Requests delivered so far (the recorder's backlog is this minus what it recorded).
+    delivered: Arc<AtomicU64>,
+}
+
+impl Answers {
+    pub(crate) fn new(
+        queue: Sender<Exchange>,
+        overflow: Sender<Exchange>,
+        delivered: Arc<AtomicU64>,
+    ) -> Answers {
+        Answers {
+            queue,
+            overflow,
+            delivered,
+        }
+    }
+
+    /// Hands an answered exchange to the recorder. After the run's recorder has stopped (past
+    /// the drain timeout) the answer is dropped: it counts as unanswered.
+    pub fn deliver(&self, exchange: Exchange) {
+        self.delivered
+            .fetch_add(exchange.metas.len() as u64, Ordering::Release);
+        match self.queue.try_send(exchange) {
+            Ok(()) => {}
+            Err(TrySendError::Full(exchange)) => {
+                let _ = self.overflow.send(exchange);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
 /// Setting up or querying a target failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -91,6 +224,26 @@ pub trait Target: Send + Sync {
     fn setup(&self, catalog: &[SkuConfig]) -> Result<(), TargetError>;
     /// Sends a batch; never blocks for the answer (it may wait for a free connection).
     fn submit(&self, commands: Vec<Command>, done: Done);
+    /// Sends `exchange.commands` and, once answered, fills the exchange and hands it to
+    /// `answers`; never blocks for the answer. The default goes through [`Target::submit`]
+    /// (a copy of the commands and a boxed callback per batch); targets on the hot path fill
+    /// the exchange in place instead.
+    fn submit_exchange(&self, mut exchange: Exchange, answers: &Answers) {
+        let commands = exchange.commands.clone();
+        let answers = answers.clone();
+        self.submit(
+            commands,
+            Box::new(move |completion| {
+                exchange.complete(completion);
+                answers.deliver(exchange);
+            }),
+        );
+    }
+    /// Whether the target runs threads of its own in this process (the embedded engine), which
+    /// the generator's threads then share the machine with; see [`crate::placement`].
+    fn runs_in_process(&self) -> bool {
+        false
+    }
     /// Current state of each SKU (None: the target does not know it).
     fn query_skus(&self, sku_ids: &[SkuId]) -> Result<Vec<Option<SkuView>>, TargetError>;
     /// Stops the target's own threads (a no-op for remote targets).
@@ -114,7 +267,7 @@ impl Default for TargetOptions {
         TargetOptions {
             connections: 64,
             admin_token: None,
-            inproc_shards: 2,
+            inproc_shards: crate::placement::Placement::for_this_machine(true).inproc_shards,
             inproc_orders_capacity_per_shard: None,
             request_timeout_ms: 10_000,
         }
