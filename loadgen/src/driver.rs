@@ -24,8 +24,8 @@
 //! request as the pacer hands it to the target, requests over the lag budget, the recorder's
 //! backlog, its threads' CPU, and the process's involuntary context switches and minor faults.
 
-use crate::health::Usage;
 pub use crate::health::GeneratorHealth;
+use crate::health::Usage;
 use crate::placement::{self, Placement};
 use crate::recorder::{self, Live, Recorder, Recording};
 use crate::schedule::{Batch, Decision, FollowUps, Meta, Op, Origin, Req, Schedule, touched_vec};
@@ -294,8 +294,7 @@ impl Wheel {
         let mut taken = 0u64;
         loop {
             if !self.front_sorted {
-                self.front[self.cursor..]
-                    .sort_unstable_by_key(|d| (d.meta.intended_ns, d.order));
+                self.front[self.cursor..].sort_unstable_by_key(|d| (d.meta.intended_ns, d.order));
                 self.front_sorted = true;
             }
             while let Some(due) = self.front.get(self.cursor) {
@@ -553,10 +552,7 @@ pub fn run<A: Arrivals + ?Sized>(
             let mut exchange = pool.take();
             schedule.fill_until_at_most(now_ns.saturating_add(1), &mut exchange.metas, capacity);
             if let Some(h) = &mut hash {
-                exchange
-                    .metas
-                    .iter()
-                    .for_each(|m| h.add(&m.req.command()));
+                exchange.metas.iter().for_each(|m| h.add(&m.req.command()));
             }
             send.follow_ups_sent += wheel.pop_due(now_ns, &mut exchange.metas, capacity);
             if exchange.metas.is_empty() {

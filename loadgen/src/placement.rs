@@ -118,9 +118,8 @@ mod affinity {
         // at most size_of::<cpu_set_t>() bytes into it.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: pid 0 is the calling thread; the pointer and size describe `set`.
-        let rc = unsafe {
-            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
-        };
+        let rc =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }

@@ -241,9 +241,9 @@ impl Schedule {
         };
         // A bucket holds Poisson(peak / 1000) fresh arrivals (well under twice that plus a few
         // dozen) and the duplicates falling due in it; the heap holds a client timeout's worth.
-        let client_timeout_ns =
-            (scenario.funnel.client_timeout_ms as f64 * scenario.time_scale * NS_PER_MS as f64)
-                as u64;
+        let client_timeout_ns = (scenario.funnel.client_timeout_ms as f64
+            * scenario.time_scale
+            * NS_PER_MS as f64) as u64;
         let peak_per_ms = scenario.peak_offered_rate_per_s() / 1000.0;
         let bucket_capacity = (peak_per_ms * (2.0 + scenario.funnel.duplicate_rate)) as usize + 64;
         let duplicates_capacity = (peak_per_ms

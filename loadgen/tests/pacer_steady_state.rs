@@ -146,7 +146,10 @@ fn the_pacer_allocates_nothing_once_warmed_up() {
         out.send.exchanges_allocated,
         out.send.follow_up_store_grown,
     );
-    assert!(sent > 900_000, "the run sent too little to prove anything: {sent}");
+    assert!(
+        sent > 900_000,
+        "the run sent too little to prove anything: {sent}"
+    );
     assert!(out.send.follow_ups_sent > 300_000, "{:?}", out.send);
     assert_eq!(out.send.unanswered, 0);
     assert_eq!(
