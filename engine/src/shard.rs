@@ -301,6 +301,18 @@ impl Shard {
         expired
     }
 
+    /// When the next pending hold falls due, if any is pending: the earliest expiry at the
+    /// front of a TTL's queue (possibly of a hold paid or cancelled since, which is then skipped
+    /// — so this may be early, never late).
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.expiry_queue
+            .by_ttl
+            .iter()
+            .filter_map(|(_, queue)| queue.front())
+            .map(|&position| self.orders[position as usize].expires_at_ms)
+            .min()
+    }
+
     /// The time the shard has reached.
     pub fn now_ms(&self) -> u64 {
         self.now_ms
