@@ -6,10 +6,12 @@
 //! hands each batch's outcomes back in order. See `docs/ARCHITECTURE.md` for the whole picture.
 
 pub mod client;
+mod directory;
 pub mod journal;
 pub mod mirror;
 pub mod model;
 pub mod protocol;
+pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod shard;
@@ -18,6 +20,7 @@ pub mod trace;
 pub mod types;
 
 pub use mirror::AvailabilityMirror;
+pub use routing::{Applied, Linearisation, Stream};
 pub use runtime::{Clock, Engine, EngineConfig, EngineError, EngineStats, shard_of_sku};
 pub use shard::Shard;
 pub use types::*;

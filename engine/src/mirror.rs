@@ -11,8 +11,14 @@
 //!
 //! Each SKU is written by exactly one shard (its owner), so values are single-writer; only the
 //! claim of a new slot is contended, and that is a compare-and-swap.
+//!
+//! To keep a connection's requests in order (docs/protocol.md §2.2) the early `SoldOut` must
+//! not overtake a request sent before it that can return units: each slot also counts the
+//! commands routed to its SKU that may raise its availability (cancel, restock, upsert) and
+//! are not yet published. While any is in flight, [`AvailabilityMirror::settled_available`]
+//! answers `None` and the reserve goes to the shard, which decides.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::types::SkuId;
 
@@ -20,6 +26,8 @@ struct Slot {
     /// 0 while the slot is free; `sku_id + 1` once claimed. Never changes after the claim.
     key: AtomicU64,
     available: AtomicU64,
+    /// Commands in flight that may raise `available` (see the module documentation).
+    raising: AtomicU32,
 }
 
 /// See the module documentation.
@@ -40,6 +48,7 @@ impl AvailabilityMirror {
             .map(|_| Slot {
                 key: AtomicU64::new(0),
                 available: AtomicU64::new(0),
+                raising: AtomicU32::new(0),
             })
             .collect();
         AvailabilityMirror {
@@ -79,22 +88,60 @@ impl AvailabilityMirror {
         self.overflowed.store(true, Ordering::Relaxed);
     }
 
-    /// The last published availability of `sku_id`, or `None` if it was never published.
+    /// The slot of `sku_id`, if it was ever published.
     #[inline]
-    pub fn available(&self, sku_id: SkuId) -> Option<u64> {
+    fn slot(&self, sku_id: SkuId) -> Option<&Slot> {
         let key = u64::from(sku_id) + 1;
         let mut index = self.home(sku_id);
         for _ in 0..self.slots.len() {
             let slot = &self.slots[index];
             match slot.key.load(Ordering::Acquire) {
                 0 => return None,
-                current if current == key => {
-                    return Some(slot.available.load(Ordering::Acquire));
-                }
+                current if current == key => return Some(slot),
                 _ => index = (index + 1) & self.mask,
             }
         }
         None
+    }
+
+    /// The last published availability of `sku_id`, or `None` if it was never published.
+    #[inline]
+    pub fn available(&self, sku_id: SkuId) -> Option<u64> {
+        self.slot(sku_id)
+            .map(|slot| slot.available.load(Ordering::Acquire))
+    }
+
+    /// The last published availability of `sku_id` if no command that may raise it is in
+    /// flight; `None` otherwise (or if it was never published).
+    #[inline]
+    pub fn settled_available(&self, sku_id: SkuId) -> Option<u64> {
+        let slot = self.slot(sku_id)?;
+        if slot.raising.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(slot.available.load(Ordering::Acquire))
+    }
+
+    /// Counts a command that may raise `sku_id`'s availability as in flight. False if the SKU
+    /// has no slot (there is then no early answer to hold back, and nothing to end).
+    pub fn begin_raise(&self, sku_id: SkuId) -> bool {
+        match self.slot(sku_id) {
+            Some(slot) => {
+                slot.raising.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends a [`AvailabilityMirror::begin_raise`] that returned true, after its effect was
+    /// published.
+    pub fn end_raise(&self, sku_id: SkuId) {
+        let slot = self
+            .slot(sku_id)
+            .expect("a raise was begun on a published slot");
+        let before = slot.raising.fetch_sub(1, Ordering::AcqRel);
+        assert!(before > 0, "sku {sku_id}: raise count underflow");
     }
 
     /// Every SKU published so far with its availability, sorted by id.
@@ -136,6 +183,19 @@ mod tests {
         assert_eq!(mirror.available(u32::MAX), Some(1));
         assert_eq!(mirror.entries(), vec![(0, 3), (7, 0), (u32::MAX, 1)]);
         assert!(!mirror.overflowed());
+    }
+
+    #[test]
+    fn a_raise_in_flight_holds_the_settled_value_back() {
+        let mirror = AvailabilityMirror::new(4);
+        assert!(!mirror.begin_raise(5), "no slot yet");
+        mirror.publish(5, 0);
+        assert_eq!(mirror.settled_available(5), Some(0));
+        assert!(mirror.begin_raise(5));
+        assert_eq!(mirror.settled_available(5), None);
+        mirror.publish(5, 1);
+        mirror.end_raise(5);
+        assert_eq!(mirror.settled_available(5), Some(1));
     }
 
     #[test]

@@ -100,7 +100,13 @@ impl Model {
                     return Outcome::Rejected(Reject::UnknownSku);
                 };
                 let config = view.config;
-                if qty == 0 || qty > config.per_user_limit {
+                if qty == 0 {
+                    return Outcome::Rejected(Reject::InvalidQty);
+                }
+                if view.available < u64::from(qty) {
+                    return Outcome::Rejected(Reject::SoldOut);
+                }
+                if qty > config.per_user_limit {
                     return Outcome::Rejected(Reject::InvalidQty);
                 }
                 if config
@@ -114,9 +120,6 @@ impl Model {
                     > u64::from(config.per_user_limit)
                 {
                     return Outcome::Rejected(Reject::LimitExceeded);
-                }
-                if view.available < u64::from(qty) {
-                    return Outcome::Rejected(Reject::SoldOut);
                 }
                 let order = OrderView {
                     order_id,

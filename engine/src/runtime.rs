@@ -1,26 +1,23 @@
 //! The runtime: N shard threads, each the single writer of one [`Shard`], fed batches of
-//! commands over bounded crossbeam channels. It owns routing (SKU → shard by hash; order →
-//! shard through the order directory), the clock (time is read here and handed to the shard),
-//! the periodic tick that expires holds when no traffic comes, publication of availability to
-//! the [`AvailabilityMirror`], and reassembling a batch's outcomes in input order.
+//! commands over bounded crossbeam channels. It owns the clock (time is read here and handed to
+//! the shard), the shard threads — apply, settle the order claims, publish availability to the
+//! [`AvailabilityMirror`], reply — and their idle wake-ups, which come when the next hold falls
+//! due rather than on a fixed tick. Routing and reassembly are [`crate::routing`]'s; the order
+//! claims are [`crate::directory`]'s.
 //!
 //! Data flows one way: submitter → shard queue → shard thread (apply, publish, reply). A full
 //! queue answers `Busy` at once; nothing queues without bound. This module must not decide any
-//! business rule — every decision that changes state is the shard's. The only answers given
-//! without a shard are refusals that the shard would give: `SoldOut` for a SKU the mirror shows
-//! at zero (when the order id is not known), and `UnknownOrder` for an order the directory has
-//! never seen.
+//! business rule — every decision that changes state is the shard's.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
-use dashmap::DashMap;
-use rustc_hash::FxBuildHasher;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
+use crate::directory::Directory;
 use crate::journal::pipeline::JournalThreadSettings;
 use crate::journal::record::RecordBuilder;
 use crate::journal::segment::SegmentWriter;
@@ -29,8 +26,13 @@ use crate::journal::{
     RecoveryReport, SyncMode,
 };
 use crate::mirror::AvailabilityMirror;
+use crate::routing::{
+    AfterUnlock, Applied, DoneCallback, Linearisation, ReplyTo, ShardBatch, StreamState,
+};
 use crate::shard::Shard;
-use crate::types::{Command, OrderId, Outcome, Reject, SkuId};
+use crate::types::{Command, Outcome, Reject, SkuId};
+
+pub use crate::routing::Stream;
 
 /// Where the runtime reads the time it hands to the shards.
 #[derive(Clone, Debug)]
@@ -81,7 +83,9 @@ pub struct EngineConfig {
     pub shards: usize,
     /// Batches each shard's queue holds before submitters are answered `Busy`.
     pub queue_capacity_batches: usize,
-    /// How often an idle shard wakes to expire holds.
+    /// The least time between two idle wake-ups of a shard. With the system clock an idle
+    /// shard wakes only when its next hold falls due (no holds: never); with a manual clock,
+    /// which moves unseen, it looks at the clock this often.
     pub tick_interval_ms: u64,
     pub clock: Clock,
     /// SKUs the availability mirror can hold (beyond that, no fast path for the extra SKUs).
@@ -95,6 +99,8 @@ pub struct EngineConfig {
     pub orders_capacity_per_shard: usize,
     /// Whether (and how) applied commands are journaled to disk; see [`crate::journal`].
     pub durability: Durability,
+    /// For tests: records the order every command was applied in (see [`Linearisation`]).
+    pub linearisation: Option<Arc<Linearisation>>,
 }
 
 impl Default for EngineConfig {
@@ -108,6 +114,7 @@ impl Default for EngineConfig {
             max_batches_per_wakeup: 64,
             orders_capacity_per_shard: 1 << 16,
             durability: Durability::Memory,
+            linearisation: None,
         }
     }
 }
@@ -126,69 +133,7 @@ pub enum EngineError {
     Journal(#[from] JournalError),
 }
 
-type DoneCallback = Box<dyn FnOnce(Vec<Outcome>) + Send>;
-
-/// Outcomes of a batch that was split across shards, put back in input order.
-struct Assembly {
-    outcomes: Mutex<Vec<Outcome>>,
-    parts_remaining: AtomicUsize,
-    on_done: Mutex<Option<DoneCallback>>,
-}
-
-impl Assembly {
-    /// Stores one part's outcomes; the last part to arrive hands the whole batch on.
-    fn fill(&self, slots: &[u32], part: Vec<Outcome>) {
-        debug_assert_eq!(slots.len(), part.len());
-        {
-            let mut outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
-            for (&slot, outcome) in slots.iter().zip(part) {
-                outcomes[slot as usize] = outcome;
-            }
-        }
-        self.part_done();
-    }
-
-    fn part_done(&self) {
-        if self.parts_remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let outcomes =
-                std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(|e| e.into_inner()));
-            let on_done = self
-                .on_done
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            if let Some(on_done) = on_done {
-                on_done(outcomes);
-            }
-        }
-    }
-}
-
-enum ReplyTo {
-    /// The whole batch went to one shard: its outcomes are the batch's outcomes.
-    Whole(DoneCallback),
-    /// One shard's part of a split batch: `slots[i]` is where outcome `i` belongs.
-    Part {
-        assembly: Arc<Assembly>,
-        slots: Vec<u32>,
-    },
-}
-
-impl ReplyTo {
-    fn deliver(self, outcomes: Vec<Outcome>) {
-        match self {
-            ReplyTo::Whole(on_done) => on_done(outcomes),
-            ReplyTo::Part { assembly, slots } => assembly.fill(&slots, outcomes),
-        }
-    }
-}
-
-struct ShardBatch {
-    commands: Vec<Command>,
-    reply: ReplyTo,
-}
-
-enum ShardMessage {
+pub(crate) enum ShardMessage {
     Batch(ShardBatch),
     Stop,
 }
@@ -202,24 +147,32 @@ pub struct EngineStats {
     pub fast_sold_out: u64,
     /// Pay / cancel / query answered `UnknownOrder` by the directory without entering a shard.
     pub fast_unknown_order: u64,
+    /// Reserves that waited for another shard's claim on their order id to settle.
+    pub waited_reserves: u64,
     /// Batches waiting in each shard's queue.
     pub queue_depths: Vec<usize>,
     /// Holds that expired, per shard total.
     pub expired_holds: u64,
 }
 
-struct Inner {
-    senders: Vec<Sender<ShardMessage>>,
-    mirror: Arc<AvailabilityMirror>,
-    /// Which shard holds each order that was ever created. Written by the owning shard thread
-    /// before the creating batch is answered, so a client that saw `held` always finds it.
-    directory: Arc<DashMap<OrderId, u32, FxBuildHasher>>,
-    busy_rejections: AtomicU64,
-    fast_sold_out: AtomicU64,
-    fast_unknown_order: AtomicU64,
+pub(crate) struct Inner {
+    pub(crate) senders: Vec<Sender<ShardMessage>>,
+    pub(crate) mirror: Arc<AvailabilityMirror>,
+    /// Which shard holds, or may create, each order id (claims made when routing).
+    pub(crate) directory: Arc<Directory<Arc<StreamState>>>,
+    /// Per shard, when its next hold falls due (`u64::MAX`: none), published by its thread
+    /// after each wake-up: the mirror's values are exact only before that instant.
+    pub(crate) next_expiry_ms: Arc<[AtomicU64]>,
+    /// Per shard, cancels in flight of orders whose SKU is not final yet (see routing).
+    pub(crate) shard_raising: Arc<[AtomicU32]>,
+    pub(crate) linearisation: Option<Arc<Linearisation>>,
+    pub(crate) busy_rejections: AtomicU64,
+    pub(crate) fast_sold_out: AtomicU64,
+    pub(crate) fast_unknown_order: AtomicU64,
+    pub(crate) waited_reserves: AtomicU64,
     expired_holds: Arc<AtomicU64>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    clock: Clock,
+    pub(crate) clock: Clock,
     /// Set by a journal thread whose write or fsync failed: every submission is refused then.
     durability_failure: Arc<DurabilityFailure>,
     /// The data directory's lock, held until the engine has shut down.
@@ -230,12 +183,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
-}
-
-/// Where a command goes after the submit-side checks.
-enum Route {
-    Shard(usize),
-    Answered(Outcome),
 }
 
 impl Engine {
@@ -296,20 +243,19 @@ impl Engine {
         let mirror = Arc::new(AvailabilityMirror::new(config.mirror_capacity_skus));
         // Sized up front like the shards' tables: growing a table of millions of entries stalls
         // every submitter that touches it (measured: ~1 s at ~4M orders over TCP).
-        let directory: Arc<DashMap<OrderId, u32, FxBuildHasher>> =
-            Arc::new(DashMap::with_capacity_and_hasher(
-                config
-                    .shards
-                    .saturating_mul(config.orders_capacity_per_shard),
-                FxBuildHasher,
-            ));
-        // Touch the directory's memory now, as the shards do theirs (see `Shard::with_capacity`).
-        // 90%: the capacity is split over the map's internal shards by hash, and no internal
-        // shard may be pushed past its share (that would grow it, the very thing avoided here).
-        for order_id in 0..(directory.capacity() as u64) * 9 / 10 {
-            directory.insert(order_id, 0);
-        }
-        directory.clear();
+        let directory = Arc::new(Directory::with_capacity(
+            config
+                .shards
+                .saturating_mul(config.orders_capacity_per_shard),
+        ));
+        let next_expiry_ms: Arc<[AtomicU64]> = (0..config.shards)
+            .map(|_| AtomicU64::new(u64::MAX))
+            .collect();
+        let shard_raising: Arc<[AtomicU32]> =
+            (0..config.shards).map(|_| AtomicU32::new(0)).collect();
+        // The shard threads reach the engine (to route the streams they wake) through this,
+        // set once the engine exists; weak, so that dropping every `Engine` still stops them.
+        let engine: Arc<OnceLock<Weak<Inner>>> = Arc::default();
         let expired_holds = Arc::new(AtomicU64::new(0));
         let durability_failure = Arc::new(DurabilityFailure::default());
         let mut journals: Vec<Option<JournalStart>> = journals.into_iter().map(Some).collect();
@@ -319,13 +265,17 @@ impl Engine {
         for (index, mut shard) in shards.drain(..).enumerate() {
             // A recovered shard's state is published before any request can arrive.
             for view in shard.order_views() {
-                directory.insert(view.order_id, index as u32);
+                directory.insert_committed(view.order_id, view.sku_id);
             }
             shard.drain_created_orders(|_| {});
             for view in shard.sku_views() {
                 mirror.publish(view.config.sku_id, view.available);
             }
             shard.drain_changed_skus(|_, _| {});
+            next_expiry_ms[index].store(
+                shard.next_expiry_ms().unwrap_or(u64::MAX),
+                Ordering::Release,
+            );
             let (sender, receiver) = bounded(config.queue_capacity_batches);
             let journal = match (journals[index].take(), &config.durability) {
                 (Some(start), Durability::Journal(settings)) => Some(ShardJournal {
@@ -359,7 +309,9 @@ impl Engine {
                 shard,
                 receiver,
                 mirror: mirror.clone(),
-                directory: directory.clone(),
+                engine: engine.clone(),
+                next_expiry_ms: next_expiry_ms.clone(),
+                linearisation: config.linearisation.clone(),
                 clock: config.clock.clone(),
                 tick: Duration::from_millis(config.tick_interval_ms),
                 max_batches_per_wakeup: config.max_batches_per_wakeup.max(1),
@@ -375,21 +327,25 @@ impl Engine {
             senders.push(sender);
             threads.push(thread);
         }
-        Ok(Engine {
-            inner: Arc::new(Inner {
-                senders,
-                mirror,
-                directory,
-                busy_rejections: AtomicU64::new(0),
-                fast_sold_out: AtomicU64::new(0),
-                fast_unknown_order: AtomicU64::new(0),
-                expired_holds,
-                threads: Mutex::new(threads),
-                clock: config.clock,
-                durability_failure,
-                data_dir_lock: Mutex::new(data_dir_lock),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            senders,
+            mirror,
+            directory,
+            next_expiry_ms,
+            shard_raising,
+            linearisation: config.linearisation,
+            busy_rejections: AtomicU64::new(0),
+            fast_sold_out: AtomicU64::new(0),
+            fast_unknown_order: AtomicU64::new(0),
+            waited_reserves: AtomicU64::new(0),
+            expired_holds,
+            threads: Mutex::new(threads),
+            clock: config.clock,
+            durability_failure,
+            data_dir_lock: Mutex::new(data_dir_lock),
+        });
+        engine.set(Arc::downgrade(&inner)).expect("set once, here");
+        Ok(Engine { inner })
     }
 
     /// Recovers a journaled engine: opens (or creates) the data directory, rebuilds every
@@ -494,112 +450,38 @@ impl Engine {
     /// Submits a batch without blocking. `on_done` receives one outcome per command, in input
     /// order; it runs on a shard thread (or on the caller's thread when no shard was needed),
     /// so it should be cheap — hand the outcomes to a channel. A shard whose queue is full
-    /// answers `Busy` for its part of the batch.
+    /// answers `Busy` for its part of the batch. The batch's commands are routed in order; use
+    /// a [`Stream`] to keep that order across the batches of one client.
     pub fn submit(
         &self,
         commands: Vec<Command>,
         on_done: impl FnOnce(Vec<Outcome>) + Send + 'static,
     ) {
+        self.submit_on(None, commands, Box::new(on_done));
+    }
+
+    /// A new stream: batches submitted through it are routed in the order submitted (one per
+    /// client connection).
+    pub fn stream(&self) -> Stream {
+        Stream::new(self.clone())
+    }
+
+    pub(crate) fn submit_on(
+        &self,
+        stream: Option<&Arc<StreamState>>,
+        commands: Vec<Command>,
+        on_done: DoneCallback,
+    ) {
         let inner = &*self.inner;
         if inner.durability_failure.is_failed() {
             // Fail-stop: the journal can no longer make anything durable.
-            self.count_busy(commands.len());
+            inner
+                .busy_rejections
+                .fetch_add(commands.len() as u64, Ordering::Relaxed);
             on_done(vec![Outcome::Rejected(Reject::Busy); commands.len()]);
             return;
         }
-        let shard_count = inner.senders.len();
-        let mut routes: Vec<Route> = Vec::with_capacity(commands.len());
-        let mut single_shard: Option<usize> = None;
-        let mut mixed = false;
-        let mut fast_sold_out = 0u64;
-        let mut fast_unknown = 0u64;
-        for command in &commands {
-            let route = self.route(command, shard_count);
-            match route {
-                Route::Shard(shard) => match single_shard {
-                    None => single_shard = Some(shard),
-                    Some(previous) if previous != shard => mixed = true,
-                    Some(_) => {}
-                },
-                Route::Answered(Outcome::Rejected(Reject::SoldOut)) => fast_sold_out += 1,
-                Route::Answered(_) => fast_unknown += 1,
-            }
-            routes.push(route);
-        }
-        if fast_sold_out > 0 {
-            inner
-                .fast_sold_out
-                .fetch_add(fast_sold_out, Ordering::Relaxed);
-        }
-        if fast_unknown > 0 {
-            inner
-                .fast_unknown_order
-                .fetch_add(fast_unknown, Ordering::Relaxed);
-        }
-        let answered_here = fast_sold_out + fast_unknown;
-        let Some(first_shard) = single_shard else {
-            // Nothing needs a shard.
-            let outcomes = routes
-                .into_iter()
-                .map(|route| match route {
-                    Route::Answered(outcome) => outcome,
-                    Route::Shard(_) => unreachable!("no command was routed to a shard"),
-                })
-                .collect();
-            on_done(outcomes);
-            return;
-        };
-        if !mixed && answered_here == 0 {
-            let count = commands.len();
-            let batch = ShardBatch {
-                commands,
-                reply: ReplyTo::Whole(Box::new(on_done)),
-            };
-            if let Err(rejected) = self.send(first_shard, batch) {
-                self.count_busy(count);
-                rejected.deliver(vec![Outcome::Rejected(Reject::Busy); count]);
-            }
-            return;
-        }
-        // Split: group commands by shard, keep the answered ones in place.
-        let mut parts: Vec<(Vec<Command>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); shard_count];
-        let mut outcomes = Vec::with_capacity(commands.len());
-        for (slot, (command, route)) in commands.iter().zip(routes).enumerate() {
-            match route {
-                Route::Shard(shard) => {
-                    parts[shard].0.push(*command);
-                    parts[shard].1.push(slot as u32);
-                    outcomes.push(Outcome::Rejected(Reject::Busy));
-                }
-                Route::Answered(outcome) => outcomes.push(outcome),
-            }
-        }
-        let part_count = parts.iter().filter(|(cmds, _)| !cmds.is_empty()).count();
-        let assembly = Arc::new(Assembly {
-            outcomes: Mutex::new(outcomes),
-            // One extra part held by this function so the batch cannot complete while parts are
-            // still being sent.
-            parts_remaining: AtomicUsize::new(part_count + 1),
-            on_done: Mutex::new(Some(Box::new(on_done))),
-        });
-        for (shard, (part_commands, slots)) in parts.into_iter().enumerate() {
-            if part_commands.is_empty() {
-                continue;
-            }
-            let count = part_commands.len();
-            let batch = ShardBatch {
-                commands: part_commands,
-                reply: ReplyTo::Part {
-                    assembly: assembly.clone(),
-                    slots,
-                },
-            };
-            if let Err(rejected) = self.send(shard, batch) {
-                self.count_busy(count);
-                rejected.deliver(vec![Outcome::Rejected(Reject::Busy); count]);
-            }
-        }
-        assembly.part_done();
+        inner.submit(stream, commands, on_done);
     }
 
     /// Submits a batch and waits for its outcomes.
@@ -654,6 +536,7 @@ impl Engine {
             busy_rejections: inner.busy_rejections.load(Ordering::Relaxed),
             fast_sold_out: inner.fast_sold_out.load(Ordering::Relaxed),
             fast_unknown_order: inner.fast_unknown_order.load(Ordering::Relaxed),
+            waited_reserves: inner.waited_reserves.load(Ordering::Relaxed),
             queue_depths: inner.senders.iter().map(Sender::len).collect(),
             expired_holds: inner.expired_holds.load(Ordering::Relaxed),
         }
@@ -682,57 +565,6 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .take();
     }
-
-    #[inline]
-    fn route(&self, command: &Command, shard_count: usize) -> Route {
-        let inner = &*self.inner;
-        match *command {
-            Command::Reserve {
-                order_id,
-                sku_id,
-                qty,
-                ..
-            } => {
-                // Fast path: a sold-out SKU refuses new orders without entering the shard. A
-                // known order id still goes to its shard, so a retry sees its order.
-                if qty > 0
-                    && inner
-                        .mirror
-                        .available(sku_id)
-                        .is_some_and(|available| available < u64::from(qty))
-                    && !inner.directory.contains_key(&order_id)
-                {
-                    return Route::Answered(Outcome::Rejected(Reject::SoldOut));
-                }
-                Route::Shard(shard_of_sku(sku_id, shard_count))
-            }
-            Command::UpsertSku(config) => Route::Shard(shard_of_sku(config.sku_id, shard_count)),
-            Command::Restock { sku_id, .. } | Command::QuerySku { sku_id } => {
-                Route::Shard(shard_of_sku(sku_id, shard_count))
-            }
-            Command::Pay { order_id, .. }
-            | Command::Cancel { order_id, .. }
-            | Command::QueryOrder { order_id } => match inner.directory.get(&order_id) {
-                Some(shard) => Route::Shard(*shard as usize),
-                None => Route::Answered(Outcome::Rejected(Reject::UnknownOrder)),
-            },
-        }
-    }
-
-    fn send(&self, shard: usize, batch: ShardBatch) -> Result<(), ReplyTo> {
-        match self.inner.senders[shard].try_send(ShardMessage::Batch(batch)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(ShardMessage::Batch(batch)))
-            | Err(TrySendError::Disconnected(ShardMessage::Batch(batch))) => Err(batch.reply),
-            Err(_) => unreachable!("only batches are sent with try_send"),
-        }
-    }
-
-    fn count_busy(&self, count: usize) {
-        self.inner
-            .busy_rejections
-            .fetch_add(count as u64, Ordering::Relaxed);
-    }
 }
 
 /// The shard that owns `sku_id` among `shard_count` shards.
@@ -751,7 +583,10 @@ struct ShardWorker {
     shard: Shard,
     receiver: Receiver<ShardMessage>,
     mirror: Arc<AvailabilityMirror>,
-    directory: Arc<DashMap<OrderId, u32, FxBuildHasher>>,
+    /// The engine, to settle claims and route the streams that waited on them.
+    engine: Arc<OnceLock<Weak<Inner>>>,
+    next_expiry_ms: Arc<[AtomicU64]>,
+    linearisation: Option<Arc<Linearisation>>,
     clock: Clock,
     tick: Duration,
     max_batches_per_wakeup: usize,
@@ -763,7 +598,14 @@ impl ShardWorker {
         let mut inbox: Vec<ShardBatch> = Vec::with_capacity(self.max_batches_per_wakeup);
         loop {
             let mut stop = false;
-            match self.receiver.recv_timeout(self.tick) {
+            let first = match self.idle_wait() {
+                Some(wait) => self.receiver.recv_timeout(wait),
+                None => self
+                    .receiver
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match first {
                 Ok(ShardMessage::Batch(batch)) => inbox.push(batch),
                 Ok(ShardMessage::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -783,9 +625,22 @@ impl ShardWorker {
         }
     }
 
-    /// Applies everything taken from the queue at one instant, publishes what changed, then
-    /// answers. Publication comes before the replies, and the directory before the mirror, so a
-    /// client that saw an answer (or a zero in the mirror) always finds the order it implies.
+    /// How long an idle shard may sleep: until its next hold falls due (but at least a tick,
+    /// so that a stream of expiries is handled in batches), or for ever if none is pending. A
+    /// manual clock moves without telling anyone, so with it the shard looks every tick.
+    fn idle_wait(&self) -> Option<Duration> {
+        match self.clock {
+            Clock::Manual(_) => Some(self.tick),
+            Clock::System => self.shard.next_expiry_ms().map(|due_ms| {
+                Duration::from_millis(due_ms.saturating_sub(self.clock.now_ms())).max(self.tick)
+            }),
+        }
+    }
+
+    /// Applies everything taken from the queue at one instant, settles the order claims, publishes
+    /// what changed, then answers. The claims come before the mirror and both before the replies,
+    /// so a client that saw an answer (or a zero in the mirror) always finds the order it
+    /// implies.
     fn process(&mut self, inbox: &mut Vec<ShardBatch>) {
         let now_ms = self.clock.now_ms();
         let expired = self.shard.advance_time(now_ms);
@@ -794,11 +649,13 @@ impl ShardWorker {
                 .fetch_add(expired as u64, Ordering::Relaxed);
         }
         if inbox.is_empty() {
-            // An idle tick: expiry only. It is not journaled — replay re-derives it from the
+            // An idle wake-up: expiry only. It is not journaled — replay re-derives it from the
             // next record's time, before that record's commands, exactly as here.
             self.publish();
             return;
         }
+        let engine = self.engine.get().and_then(Weak::upgrade);
+        let mut after = AfterUnlock::default();
         // The time the shard actually applies at (it never goes backwards).
         let applied_ms = self.shard.now_ms();
         let mut record = self.journal.as_mut().map(|journal| {
@@ -806,9 +663,30 @@ impl ShardWorker {
             RecordBuilder::begin(&mut journal.encoder, seq, applied_ms)
         });
         let mut answered: Vec<(ReplyTo, Vec<Outcome>)> = Vec::with_capacity(inbox.len());
-        for batch in inbox.drain(..) {
+        let mut raised: Vec<SkuId> = Vec::new();
+        let mut shard_raised = 0u32;
+        for mut batch in inbox.drain(..) {
             let mut outcomes = Vec::with_capacity(batch.commands.len());
+            let first_stamp = self
+                .linearisation
+                .as_ref()
+                .map(|l| l.stamps(batch.commands.len()));
             self.shard.apply(applied_ms, &batch.commands, &mut outcomes);
+            if let (Some(linearisation), Some(first)) = (&self.linearisation, first_stamp) {
+                linearisation.record(batch.commands.iter().zip(&outcomes).enumerate().map(
+                    |(at, (command, outcome))| Applied {
+                        stamp: first + at as u64,
+                        now_ms: applied_ms,
+                        command: *command,
+                        outcome: outcome.clone(),
+                    },
+                ));
+            }
+            if let Some(engine) = &engine {
+                engine.release(self.index as usize, &batch, Some(&outcomes), &mut after);
+            }
+            raised.append(&mut batch.raised);
+            shard_raised += batch.shard_raised;
             if let (Some(record), Some(journal)) = (record.as_mut(), self.journal.as_mut()) {
                 // A refusal changed nothing, so replay does not need it: in a sale most commands
                 // that reach a shard after the sell-out are refusals.
@@ -826,6 +704,9 @@ impl ShardWorker {
             answered.push((batch.reply, outcomes));
         }
         self.publish();
+        if let Some(engine) = &engine {
+            engine.end_raises(self.index as usize, &raised, shard_raised);
+        }
         match (self.journal.as_mut(), record) {
             (Some(journal), Some(record)) => {
                 let count = record.finish(&mut journal.encoder);
@@ -843,18 +724,24 @@ impl ShardWorker {
                 }
             }
         }
+        // Streams that waited on a claim settled here go on now, routed from this thread.
+        if let Some(engine) = &engine {
+            engine.finish(after);
+        }
     }
 
-    /// Publishes what the last apply changed: the directory before the mirror.
+    /// Publishes what the last apply changed to the mirror, then when the next hold falls due
+    /// (until then the mirror's values are exact).
     fn publish(&mut self) {
-        let index = self.index;
-        let directory = &self.directory;
-        self.shard.drain_created_orders(|order_id| {
-            directory.insert(order_id, index);
-        });
+        // Creations were settled in the directory from the outcomes already.
+        self.shard.drain_created_orders(|_| {});
         let mirror = &self.mirror;
         self.shard
             .drain_changed_skus(|sku_id, available| mirror.publish(sku_id, available));
+        self.next_expiry_ms[self.index as usize].store(
+            self.shard.next_expiry_ms().unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
     }
 
     /// On a clean stop, a snapshot of whatever was journaled since the last one, so the next

@@ -301,6 +301,18 @@ impl Shard {
         expired
     }
 
+    /// When the next pending hold falls due, if any is pending: the earliest expiry at the
+    /// front of a TTL's queue (possibly of a hold paid or cancelled since, which is then skipped
+    /// — so this may be early, never late).
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.expiry_queue
+            .by_ttl
+            .iter()
+            .filter_map(|(_, queue)| queue.front())
+            .map(|&position| self.orders[position as usize].expires_at_ms)
+            .min()
+    }
+
     /// The time the shard has reached.
     pub fn now_ms(&self) -> u64 {
         self.now_ms
@@ -540,7 +552,16 @@ impl Shard {
         let Some(sku) = self.skus.get_mut(&sku_id) else {
             return Outcome::Rejected(Reject::UnknownSku);
         };
-        if qty == 0 || qty > sku.config.per_user_limit {
+        // The order of the checks is the contract's (docs/protocol.md §3.3): sold out comes
+        // before the per-user and window checks, so the mirror's early `SoldOut` is exactly
+        // what the shard would answer.
+        if qty == 0 {
+            return Outcome::Rejected(Reject::InvalidQty);
+        }
+        if sku.available < u64::from(qty) {
+            return Outcome::Rejected(Reject::SoldOut);
+        }
+        if qty > sku.config.per_user_limit {
             return Outcome::Rejected(Reject::InvalidQty);
         }
         let before_start = sku.config.sale_start_ms.is_some_and(|start| now_ms < start);
@@ -566,9 +587,6 @@ impl Shard {
         }
         // Fits: it is at most `per_user_limit`, a u32.
         let units_after = units_after as u32;
-        if sku.available < u64::from(qty) {
-            return Outcome::Rejected(Reject::SoldOut);
-        }
         let allowance = match allowance_probe {
             Probe::Found(at) => {
                 self.allowances[at as usize].units = units_after;

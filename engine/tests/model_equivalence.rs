@@ -4,52 +4,16 @@
 //! must hold after every step. Ids are drawn from small ranges so collisions (retries, conflicts,
 //! other users' orders) are frequent.
 
+mod model_support;
+
 use flashsale_engine::model::Model;
-use flashsale_engine::{Command, Shard, SkuConfig};
+use flashsale_engine::{Command, Shard};
 use proptest::prelude::*;
 
 const SKUS: u32 = 4;
 
-fn sku_config() -> impl Strategy<Value = SkuConfig> {
-    (
-        0..SKUS,
-        0u64..12,
-        1u32..4,
-        1u64..50,
-        proptest::option::of(0u64..40),
-        proptest::option::of(0u64..80),
-        0u64..1000,
-    )
-        .prop_map(
-            |(sku_id, stock_total, limit, ttl, start, end, price)| SkuConfig {
-                sku_id,
-                stock_total,
-                per_user_limit: limit,
-                hold_ttl_ms: ttl,
-                sale_start_ms: start,
-                sale_end_ms: end,
-                price_cents: price,
-            },
-        )
-}
-
 fn command() -> impl Strategy<Value = Command> {
-    let order_id = 0u64..24;
-    let user_id = 0u64..6;
-    prop_oneof![
-        2 => sku_config().prop_map(Command::UpsertSku),
-        1 => (0..SKUS + 1, -8i64..8).prop_map(|(sku_id, delta)| Command::Restock { sku_id, delta }),
-        1 => (0..SKUS, prop_oneof![Just(i64::MIN), Just(i64::MAX)])
-            .prop_map(|(sku_id, delta)| Command::Restock { sku_id, delta }),
-        10 => (order_id.clone(), user_id.clone(), 0..SKUS + 1, 0u32..4)
-            .prop_map(|(order_id, user_id, sku_id, qty)| Command::Reserve { order_id, user_id, sku_id, qty }),
-        4 => (order_id.clone(), user_id.clone())
-            .prop_map(|(order_id, user_id)| Command::Pay { order_id, user_id }),
-        3 => (order_id.clone(), user_id.clone())
-            .prop_map(|(order_id, user_id)| Command::Cancel { order_id, user_id }),
-        1 => order_id.prop_map(|order_id| Command::QueryOrder { order_id }),
-        1 => (0..SKUS + 1).prop_map(|sku_id| Command::QuerySku { sku_id }),
-    ]
+    model_support::command(SKUS, 24, 6)
 }
 
 /// A step: advance time by `advance_ms` (sometimes backwards, which must be ignored), then

@@ -174,9 +174,10 @@ fn reserve_of_zero_or_more_than_the_limit_is_an_invalid_qty() {
     let mut f = Fixture::new();
     assert_eq!(f.reserve(1, 1, 0), Outcome::Rejected(Reject::InvalidQty));
     assert_eq!(f.reserve(2, 1, 3), Outcome::Rejected(Reject::InvalidQty));
+    // More than is available is sold out first (docs/protocol.md §3.3), whatever the limit.
     assert_eq!(
         f.reserve(3, 1, u32::MAX),
-        Outcome::Rejected(Reject::InvalidQty)
+        Outcome::Rejected(Reject::SoldOut)
     );
 }
 

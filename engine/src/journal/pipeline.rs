@@ -416,15 +416,24 @@ impl<A: Acknowledge> JournalWorker<A> {
     fn run(mut self) {
         loop {
             let first = match self.mode {
-                SyncMode::Sync => self
+                SyncMode::Async { fsync_interval_ms }
+                    if self.unsynced && !self.failure.is_failed() =>
+                {
+                    // Wake when the interval since the last sync is over — at least a
+                    // millisecond from now, so a sync refused because the last one still runs
+                    // is asked again without spinning.
+                    let interval = Duration::from_millis(fsync_interval_ms.max(1));
+                    let wait = interval
+                        .saturating_sub(self.last_sync.elapsed())
+                        .max(Duration::from_millis(1));
+                    self.receiver.recv_timeout(wait)
+                }
+                // Nothing unsynced (or sync mode): sleep until there is something to write. An
+                // idle journal costs nothing.
+                SyncMode::Sync | SyncMode::Async { .. } => self
                     .receiver
                     .recv()
                     .map_err(|_| RecvTimeoutError::Disconnected),
-                SyncMode::Async { fsync_interval_ms } => {
-                    let interval = Duration::from_millis(fsync_interval_ms.max(1));
-                    let wait = interval.saturating_sub(self.last_sync.elapsed());
-                    self.receiver.recv_timeout(wait)
-                }
             };
             let stop = match first {
                 Ok(message) => {

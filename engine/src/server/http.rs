@@ -341,7 +341,7 @@ pub fn reject_detail(reject: Reject) -> &'static str {
         Reject::LimitExceeded => "this order would take the user over the per-user limit",
         Reject::NotOnSale => "the sku is not on sale at this time",
         Reject::UnknownSku => "no sku has this sku_id",
-        Reject::InvalidQty => "qty must be at least 1",
+        Reject::InvalidQty => "qty must be at least 1 and at most the sku's per_user_limit",
         Reject::IdConflict => "order_id is already used by a different order",
         Reject::UnknownOrder => "no order has this order_id",
         Reject::NotOwner => "the order belongs to another user_id",

@@ -26,6 +26,7 @@ use crate::protocol::{
     self, ErrorCode, HANDSHAKE_LEN, HandshakeStatus, MAX_FRAME_LEN, MIN_REQUEST_LEN, ProtocolError,
     Reply, Request,
 };
+use crate::routing::Stream;
 use crate::types::{Command, Outcome, Reject};
 
 /// Accepts TCP connections until shutdown, then waits for them to drain.
@@ -112,7 +113,9 @@ async fn connection(
     let (reader, writer) = stream.into_split();
     let (sender, receiver) = mpsc::channel(shared.config.tcp_max_inflight_batches);
     let writer_task = tokio::spawn(write_loop(writer, receiver, shared.clone()));
-    read_loop(reader, sender, &shared, shutdown).await;
+    // One stream per connection: its requests are routed in the order they were sent.
+    let stream = shared.engine.stream();
+    read_loop(reader, sender, &shared, &stream, shutdown).await;
     let _ = writer_task.await;
 }
 
@@ -158,6 +161,7 @@ async fn read_loop(
     mut reader: OwnedReadHalf,
     sender: mpsc::Sender<Pending>,
     shared: &Shared,
+    stream: &Stream,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max_buffer = shared.config.tcp_read_buffer_bytes;
@@ -184,7 +188,7 @@ async fn read_loop(
                 }
             }
         }
-        let (pending, close) = decode_batch(&mut buf, shared, &mut authenticated);
+        let (pending, close) = decode_batch(&mut buf, shared, stream, &mut authenticated);
         if let Some(pending) = pending
             && sender.send(pending).await.is_err()
         {
@@ -201,6 +205,7 @@ async fn read_loop(
 fn decode_batch(
     buf: &mut BytesMut,
     shared: &Shared,
+    stream: &Stream,
     authenticated: &mut bool,
 ) -> (Option<Pending>, bool) {
     let mut pending = Pending {
@@ -326,7 +331,7 @@ fn decode_batch(
         pending.engine_count = commands.len();
         let (reply, outcomes) = oneshot::channel();
         shared.capture(&commands);
-        shared.engine.submit(commands, move |outcomes| {
+        stream.submit(commands, move |outcomes| {
             // The writer may have gone (client disconnected): nothing to deliver then.
             let _ = reply.send(outcomes);
         });
