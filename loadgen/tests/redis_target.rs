@@ -219,9 +219,11 @@ fn scripts_follow_the_contract() {
             one(t, reserve(15, 300, 1, 0)),
             Outcome::Rejected(Reject::InvalidQty)
         );
+        // SKU 1 is sold out: more than is available is sold out first (docs/protocol.md),
+        // whatever the limit.
         assert_eq!(
             one(t, reserve(15, 300, 1, 3)),
-            Outcome::Rejected(Reject::InvalidQty)
+            Outcome::Rejected(Reject::SoldOut)
         );
         assert_eq!(
             one(t, reserve(15, 300, 2, 1)),

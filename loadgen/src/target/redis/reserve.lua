@@ -1,5 +1,6 @@
 -- reserve: KEYS sku:{S} holds:{S} order:O units:{S}:U; ARGV now_ms O U S qty.
--- Order of checks is the engine's: dedup, unknown SKU, qty, sale window, per-user limit, stock.
+-- Order of checks is the engine's: dedup, unknown SKU, qty 0, stock, qty over the limit, sale window,
+-- per-user limit.
 local sku_key, holds_key, order_key, units_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, order_id, user_id, sku_id, qty_s = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local qty = tonumber(qty_s)
@@ -23,21 +24,26 @@ if not sku[1] then
 end
 now = expire_due(sku_key, holds_key, sku_id, now)
 local limit = tonumber(sku[1])
-if qty < 1 or qty > limit then
+-- The engine's order of checks (docs/protocol.md): qty 0, then stock, then qty over the limit,
+-- the window and the per-user limit.
+if qty < 1 then
+  return {-5}
+end
+local available = tonumber(redis.call('HGET', sku_key, 'available'))
+if available < qty then
+  return {-1}
+end
+if qty > limit then
   return {-5}
 end
 if (sku[3] and now < tonumber(sku[3])) or (sku[4] and now >= tonumber(sku[4])) then
   return {-3}
 end
--- 2. The per-user limit counts held + paid units and is checked before stock: an over-limit
---    user never burns stock.
+-- 2. The per-user limit counts held + paid units; stock was checked above, and an over-limit
+--    user still never burns stock (nothing is taken before this check).
 local units = tonumber(redis.call('GET', units_key) or '0')
 if units + qty > limit then
   return {-2}
-end
--- 3. Stock.
-if tonumber(redis.call('HGET', sku_key, 'available')) < qty then
-  return {-1}
 end
 redis.call('HINCRBY', sku_key, 'available', -qty)
 redis.call('HINCRBY', sku_key, 'held', qty)
