@@ -31,7 +31,7 @@ use crate::recorder::{self, Live, Recorder, Recording};
 use crate::schedule::{Batch, Decision, FollowUps, Meta, Op, Origin, Req, Schedule, touched_vec};
 use crate::target::{Answers, Exchange, Target};
 use crate::verify::Ledger;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use flashsale_engine::trace::OrderHash;
 use flashsale_engine::{OrderStatus, Outcome, Reject};
 use hdrhistogram::Histogram;
@@ -75,8 +75,14 @@ pub struct DriverConfig {
     /// tick for its batch (100 µs keeps the send lag's p99.9 under 200 µs).
     pub tick_us: u64,
     /// The last part of each wait before a tick that the pacer spins instead of sleeping: a
-    /// sleep can overshoot by tens of µs (wake-up latency), a spin cannot.
+    /// sleep can overshoot by tens of µs (wake-up latency), a spin cannot. Used only when the
+    /// pacer does not have a CPU of its own (see `spin_when_pinned`).
     pub spin_us: u64,
+    /// A pacer pinned to a CPU of its own (`Placement::pacer_alone`) spins the whole wait instead
+    /// of sleeping: in a VM a
+    /// sleeping vCPU halts, and waking it again costs the hypervisor's latency (measured on a
+    /// 2-vCPU VM: send lag p99.9 ~1 ms spinning against ~11 ms sleeping; docs/benchmarks.md).
+    pub spin_when_pinned: bool,
     /// A request sent more than this after its intended time counts as late.
     pub late_threshold_us: u64,
     /// [`GeneratorHealth::sent_over_lag_budget`] counts requests sent later than this.
@@ -102,6 +108,7 @@ impl Default for DriverConfig {
         DriverConfig {
             tick_us: 100,
             spin_us: 50,
+            spin_when_pinned: true,
             late_threshold_us: 2_000,
             lag_budget_us: crate::health::LAG_BUDGET_US,
             drain_timeout_ms: 10_000,
@@ -175,12 +182,23 @@ pub struct RunOutput {
 }
 
 /// Requests per exchange at most: a pacer that fell behind sends several exchanges rather than
-/// one enormous batch, and every exchange's buffers are sized for this once.
-const EXCHANGE_CAPACITY: usize = 1024;
+/// one enormous batch, and every exchange's buffers are sized for this once. One tick at the
+/// double11 peak (~580k requests/s) holds ~60 requests, at 1M/s 100.
+const EXCHANGE_CAPACITY: usize = 256;
 /// Exchanges kept for reuse, and the bounded queues' length (answers, returns).
 const POOL_CAPACITY: usize = 4096;
+/// Requests the pool's exchanges can carry at once, allocated (and written) before the clock
+/// starts: in flight in the target plus waiting for the recorder. An in-process engine with a
+/// recorder 0.4 s behind at the double11 peak holds ~1,600 exchanges of a tick each; the pacer
+/// allocates more only past this (`SendStats::exchanges_allocated`).
+const POOL_REQUESTS: usize = 2048 * EXCHANGE_CAPACITY;
 
 const NIL: u32 = u32::MAX;
+
+/// How long the recorder sleeps when it finds nothing to record. An answer waits at most this
+/// long to be recorded (the target stamped its latency, so this adds nothing to it); the
+/// follow-ups it causes are due tens of milliseconds later at the earliest.
+const RECORDER_POLL: Duration = Duration::from_micros(200);
 
 /// How long an interrupted run waits for outstanding answers at most.
 const INTERRUPTED_DRAIN_MS: u64 = 2_000;
@@ -463,7 +481,7 @@ pub fn run<A: Arrivals + ?Sized>(
     let (returns_tx, returns_rx) = crossbeam_channel::bounded::<Exchange>(POOL_CAPACITY);
     let (returns_overflow_tx, returns_overflow_rx) = crossbeam_channel::unbounded::<Exchange>();
     let mut pool = Pool::new(
-        (64 * EXCHANGE_CAPACITY / capacity).clamp(64, POOL_CAPACITY),
+        (POOL_REQUESTS / capacity).clamp(64, POOL_CAPACITY),
         capacity,
         returns_rx,
         returns_overflow_rx,
@@ -499,6 +517,7 @@ pub fn run<A: Arrivals + ?Sized>(
         let track = config.track_ledger;
         let late_ns = config.late_threshold_us * 1000;
         let recorder_cpu = placement.recorder_cpu;
+        let recorder_lowered = placement.recorder_lowered;
         let lanes = Lanes {
             answers: answers_rx,
             answers_overflow: answers_overflow_rx,
@@ -509,6 +528,12 @@ pub fn run<A: Arrivals + ?Sized>(
             .name("loadgen-recorder".into())
             .spawn(move || {
                 let pinned = recorder_cpu.filter(|&cpu| placement::pin_current_thread(cpu).is_ok());
+                if pinned.is_some() && recorder_lowered {
+                    // Without it the engine's shard would wait out the recorder's time slices.
+                    if let Err(e) = placement::lower_current_thread_priority() {
+                        tracing::warn!("recorder left at normal priority: {e}");
+                    }
+                }
                 record_loop(
                     recorder, ledger, track, late_ns, follow_ups, &shared, lanes, pinned,
                 )
@@ -523,7 +548,12 @@ pub fn run<A: Arrivals + ?Sized>(
         ..SendStats::default()
     };
     let tick_ns = config.tick_us.max(1) * 1000;
-    let spin_ns = config.spin_us.min(config.tick_us) * 1000;
+    let spin_ns = if pacer_cpu.is_some() && placement.pacer_alone && config.spin_when_pinned {
+        u64::MAX
+    } else {
+        config.spin_us.min(config.tick_us) * 1000
+    };
+    let mut stalls = StallMeter::default();
     let mut next_tick_ns = 0u64;
     let mut hash = config.hash_sent.then(OrderHash::default);
     let mut next_abort_check_ns = 0u64;
@@ -581,7 +611,7 @@ pub fn run<A: Arrivals + ?Sized>(
             // Far behind: do not try to catch up tick by tick.
             next_tick_ns = now_ns;
         }
-        wait_until(&shared, next_tick_ns, spin_ns);
+        wait_until(&shared, next_tick_ns, spin_ns, &mut stalls);
     }
     send.offered = send.sent;
     send.sent_order_hash = hash.map(|h| format!("{:016x}", h.value()));
@@ -640,6 +670,11 @@ pub fn run<A: Arrivals + ?Sized>(
         wall_s,
         involuntary_context_switches: process_used.involuntary_context_switches,
         minor_faults: process_used.minor_faults,
+        machine_watched_s: stalls.watched_ns as f64 / 1e9,
+        machine_stalls: stalls.over_threshold,
+        machine_stalls_over_1ms: stalls.over_1ms,
+        machine_stall_max_us: us(stalls.max_ns),
+        machine_stalled_s: stalls.total_ns as f64 / 1e9,
     };
     tracing::info!(?health, ?send, "generator health");
     RunOutput {
@@ -671,18 +706,51 @@ fn count_offered(metas: &[Meta], offered_per_s: &[AtomicU64]) {
 }
 
 /// Waits until `deadline_ns` on the run's clock: sleeps while more than `spin_ns` is left, then
-/// spins, so the wake-up's own latency (tens of µs) does not make the tick late.
-fn wait_until(shared: &Shared, deadline_ns: u64, spin_ns: u64) {
+/// spins, so the wake-up's own latency (tens of µs) does not make the tick late. While it spins
+/// it watches the clock for jumps: time the thread was runnable on its CPU and did not run.
+fn wait_until(shared: &Shared, deadline_ns: u64, spin_ns: u64, stalls: &mut StallMeter) {
+    let mut last_ns = shared.now_ns();
     loop {
         let now_ns = shared.now_ns();
+        stalls.observe(now_ns - last_ns);
+        last_ns = now_ns;
         if now_ns >= deadline_ns {
             return;
         }
         let left_ns = deadline_ns - now_ns;
         if left_ns > spin_ns {
             std::thread::sleep(Duration::from_nanos(left_ns - spin_ns));
+            last_ns = shared.now_ns();
         } else {
             std::hint::spin_loop();
+        }
+    }
+}
+
+/// The machine's own stalls as the spinning pacer sees them: two clock readings a few ns apart
+/// in a loop that does nothing else are further apart only when the CPU was taken away
+/// (interrupts, other threads, a hypervisor running another guest). jHiccup's idea, measured on
+/// the thread whose wake-ups the run depends on.
+#[derive(Default)]
+struct StallMeter {
+    over_threshold: u64,
+    over_1ms: u64,
+    max_ns: u64,
+    total_ns: u64,
+    watched_ns: u64,
+}
+
+/// A gap between two spin iterations longer than this counts as a stall.
+const STALL_THRESHOLD_NS: u64 = 50_000;
+
+impl StallMeter {
+    fn observe(&mut self, gap_ns: u64) {
+        self.watched_ns += gap_ns;
+        if gap_ns > STALL_THRESHOLD_NS {
+            self.over_threshold += 1;
+            self.over_1ms += u64::from(gap_ns > 1_000_000);
+            self.max_ns = self.max_ns.max(gap_ns);
+            self.total_ns += gap_ns;
         }
     }
 }
@@ -790,18 +858,16 @@ fn record_loop(
         lanes.give_back(exchange);
     };
     loop {
-        match lanes.answers.recv_timeout(Duration::from_millis(5)) {
-            Ok(exchange) => record(&mut recorder, exchange, &mut funnel),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                if shared.stop.load(Ordering::Acquire) && lanes.answers_overflow.is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        while let Ok(exchange) = lanes.answers_overflow.try_recv() {
+        // Poll, never block: a receiver blocked on the channel turns every send into a futex
+        // wake on the pacer's thread (an inter-processor interrupt, tens of µs in a VM).
+        let mut recorded_any = false;
+        while let Ok(exchange) = lanes
+            .answers
+            .try_recv()
+            .or_else(|_| lanes.answers_overflow.try_recv())
+        {
             record(&mut recorder, exchange, &mut funnel);
+            recorded_any = true;
         }
         recorder.advance_to(shared.now_ns());
         if shared.stop.load(Ordering::Acquire)
@@ -809,6 +875,9 @@ fn record_loop(
             && lanes.answers_overflow.is_empty()
         {
             break;
+        }
+        if !recorded_any {
+            std::thread::sleep(RECORDER_POLL);
         }
     }
     let recording = recorder.finish(shared.now_ns());

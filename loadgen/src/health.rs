@@ -33,6 +33,19 @@ pub struct GeneratorHealth {
     /// (getrusage RUSAGE_SELF deltas; or per thread via RUSAGE_THREAD where taken on that thread).
     pub involuntary_context_switches: u64,
     pub minor_faults: u64,
+    /// The machine's stalls, seen by the pacer while it spins between ticks: gaps over 50 µs
+    /// between two clock readings of a loop that does nothing else, when its CPU was taken away
+    /// (interrupts, other threads, the hypervisor). `machine_watched_s` is how long it watched.
+    #[serde(default)]
+    pub machine_watched_s: f64,
+    #[serde(default)]
+    pub machine_stalls: u64,
+    #[serde(default)]
+    pub machine_stalls_over_1ms: u64,
+    #[serde(default)]
+    pub machine_stall_max_us: f64,
+    #[serde(default)]
+    pub machine_stalled_s: f64,
 }
 
 /// A `getrusage` reading: CPU time, context switches and page faults so far.

@@ -8,18 +8,20 @@
 //!
 //! The plan, for `n` usable CPUs (`c0 … cn-1`):
 //!
-//! | n   | pacer | recorder | in-process engine        | shards |
-//! |-----|-------|----------|--------------------------|--------|
-//! | 1   | —     | —        | —                        | 1      |
-//! | 2   | c0    | c1       | c1                       | 1      |
-//! | 3   | c0    | c1       | c2                       | 1      |
-//! | ≥ 4 | c0    | c1       | c2 … cn-1                | n − 2  |
+//! | n   | pacer | recorder            | engine / target threads | shards |
+//! |-----|-------|---------------------|-------------------------|--------|
+//! | 1   | —     | —                   | —                       | 1      |
+//! | 2   | c0    | c1, nice 10         | c1                      | 1      |
+//! | 3   | c0    | c1                  | c2                      | 1      |
+//! | ≥ 4 | c0    | c1                  | c2 … cn-1               | n − 2  |
 //!
-//! The pacer always gets a CPU of its own: it sleeps until a few tens of µs before each tick
-//! and spins the rest, and a wake-up that finds its CPU busy is a late batch. The recorder's
-//! work is bursty and not timed, so on two CPUs it shares the engine's CPU (the engine's shard
-//! wakes on every batch and outranks nothing; the recorder runs in the gaps). Against a target
-//! outside the process the engine column is unused.
+//! Only the pacer's wake-ups are timed: a wake-up that finds its CPU busy is a late batch. So
+//! the pacer always has a CPU to itself and spins between ticks (a sleeping vCPU halts, and the
+//! hypervisor takes its time waking it). On two CPUs the recorder shares the engine's CPU at a
+//! lower priority (nice 10): a shard waking for a batch preempts it instead of waiting out its
+//! time slice (milliseconds), and the recorder, whose work is bursty and not timed, runs in the
+//! gaps. Against a target outside the process the engine column is unused (a network
+//! target's client threads are not pinned).
 
 use std::io;
 
@@ -32,6 +34,10 @@ pub struct Placement {
     pub engine_cpus: Vec<usize>,
     /// Shards an embedded engine runs by default.
     pub inproc_shards: usize,
+    /// No other thread of the run is pinned to the pacer's CPU: it may spin between ticks.
+    pub pacer_alone: bool,
+    /// The recorder runs at nice `RECORDER_NICE` (it shares the engine's CPU).
+    pub recorder_lowered: bool,
 }
 
 impl Placement {
@@ -54,8 +60,11 @@ impl Placement {
                 recorder_cpu: None,
                 engine_cpus,
                 inproc_shards,
+                pacer_alone: false,
+                recorder_lowered: false,
             };
         }
+        let shares = cpus.len() == 2;
         Placement {
             pacer_cpu: Some(cpus[0]),
             recorder_cpu: Some(cpus[1]),
@@ -65,6 +74,8 @@ impl Placement {
                 Vec::new()
             },
             inproc_shards,
+            pacer_alone: true,
+            recorder_lowered: shares,
         }
     }
 }
@@ -82,6 +93,33 @@ pub fn usable_cpus() -> Vec<usize> {
 /// Pins the calling thread to `cpu`.
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     affinity::set(&[cpu])
+}
+
+/// The nice value the recorder takes when it shares the engine's CPU: a shard thread (nice 0)
+/// outweighs it ~9 to 1 and preempts it on waking, yet it is never starved the way a
+/// `SCHED_IDLE` thread is by any other work on the machine (tried: its backlog grew without
+/// bound while a build ran at nice 19).
+pub const RECORDER_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority to nice `RECORDER_NICE` (Linux lets a thread lower its
+/// own priority without privilege).
+pub fn lower_current_thread_priority() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        // SAFETY: PRIO_PROCESS with a thread id sets that thread's nice value on Linux.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, RECORDER_NICE) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "thread priorities are implemented for Linux only",
+    ))
 }
 
 /// Runs `start` with the calling thread restricted to `cpus` (threads it spawns inherit that),
@@ -168,10 +206,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn two_cpus_give_the_pacer_one_and_share_the_other() {
+    fn two_cpus_give_the_pacer_one_and_the_recorder_the_engines_idle_time() {
         let p = Placement::for_cpus(&[0, 1], true);
         assert_eq!(p.pacer_cpu, Some(0));
         assert_eq!(p.recorder_cpu, Some(1));
+        assert!(p.recorder_lowered && p.pacer_alone);
         assert_eq!(p.engine_cpus, vec![1]);
         assert_eq!(p.inproc_shards, 1);
         let remote = Placement::for_cpus(&[0, 1], false);
@@ -189,6 +228,8 @@ mod tests {
         assert_eq!(eight.inproc_shards, 6);
         let three = Placement::for_cpus(&[4, 6, 9], true);
         assert_eq!(three.pacer_cpu, Some(4));
+        assert_eq!(three.recorder_cpu, Some(6));
+        assert!(three.pacer_alone && !three.recorder_lowered);
         assert_eq!(three.engine_cpus, vec![9]);
     }
 

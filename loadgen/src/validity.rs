@@ -60,16 +60,24 @@ impl Validity {
         let late = health.sent_over_lag_budget.min(health.sent);
         let share = late as f64 / health.sent as f64;
         let cut = percentile_below(100.0 * (1.0 - share), 100.0 * share);
+        let mut text = format!(
+            "send lag exceeded {budget_ms} ms for {} of requests ({late} of {}, max {:.1} ms): percentiles above {} are the generator's",
+            percent(share),
+            health.sent,
+            health.send_lag_max_us / 1000.0,
+            percentile_label(cut)
+        );
+        if health.machine_stall_max_us >= health.lag_budget_us as f64 {
+            text.push_str(&format!(
+                " (the machine took the pacer's CPU away {} times for over 1 ms, up to {:.1} ms: interrupts, other threads or the hypervisor)",
+                health.machine_stalls_over_1ms,
+                health.machine_stall_max_us / 1000.0
+            ));
+        }
         Validity {
             verdict: ValidityVerdict::GeneratorBound,
             valid_up_to_percentile: cut,
-            text: format!(
-                "send lag exceeded {budget_ms} ms for {} of requests ({late} of {}, max {:.1} ms): percentiles above {} are the generator's",
-                percent(share),
-                health.sent,
-                health.send_lag_max_us / 1000.0,
-                percentile_label(cut)
-            ),
+            text,
             health: health.clone(),
         }
     }
@@ -107,6 +115,14 @@ impl Validity {
                 "; CPU of wall: pacer {:.0}%, recorder {:.0}%",
                 100.0 * h.pacer_cpu_s / h.wall_s,
                 100.0 * h.recorder_cpu_s / h.wall_s
+            ));
+        }
+        if h.machine_watched_s > 0.0 {
+            s.push_str(&format!(
+                "; machine stalls seen while spinning: {} over 50 µs, {} over 1 ms, max {:.3} ms",
+                h.machine_stalls,
+                h.machine_stalls_over_1ms,
+                h.machine_stall_max_us / 1000.0
             ));
         }
         if h.involuntary_context_switches > 0 || h.minor_faults > 0 {
@@ -209,6 +225,34 @@ mod tests {
         assert_eq!(percentile_label(v.valid_up_to_percentile), "p99.996");
         let v = Validity::judge(&health(10, 10));
         assert_eq!(percentile_label(v.valid_up_to_percentile), "p0");
+    }
+
+    #[test]
+    fn machine_stalls_are_named_as_the_cause_only_when_they_exceed_the_budget() {
+        let mut h = health(1_000_000, 4_000);
+        h.machine_watched_s = 20.0;
+        h.machine_stalls = 300;
+        h.machine_stalls_over_1ms = 0;
+        h.machine_stall_max_us = 400.0;
+        let v = Validity::judge(&h);
+        assert!(!v.text.contains("the machine took"), "{}", v.text);
+        assert!(
+            v.health_line().contains(
+                "machine stalls seen while spinning: 300 over 50 µs, 0 over 1 ms, max 0.400 ms"
+            ),
+            "{}",
+            v.health_line()
+        );
+        h.machine_stalls_over_1ms = 12;
+        h.machine_stall_max_us = 8_500.0;
+        let v = Validity::judge(&h);
+        assert!(
+            v.text.contains(
+                "the machine took the pacer's CPU away 12 times for over 1 ms, up to 8.5 ms"
+            ),
+            "{}",
+            v.text
+        );
     }
 
     #[test]

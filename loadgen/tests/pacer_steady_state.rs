@@ -118,8 +118,6 @@ fn noop_run(
 }
 
 #[test]
-#[ignore = "fails today (issue 13 goal 1 open): under load the exchange pool runs dry and the \
-            pacer allocates (88 allocations, 37 exchanges in one CI-like run); run with --ignored"]
 fn the_pacer_allocates_nothing_once_warmed_up() {
     // 300k requests/s of reserves plus their pays and cancels (due ~70 ms later at this time
     // scale), so the exchanges, the wheel and the schedule's buffers are all in use.
