@@ -20,7 +20,8 @@
 //! hypervisor takes its time waking it). On two CPUs the recorder shares the engine's CPU at a
 //! lower priority (nice 10): a shard waking for a batch preempts it instead of waiting out its
 //! time slice (milliseconds), and the recorder, whose work is bursty and not timed, runs in the
-//! gaps. Against a target outside the process the engine column is unused (a network
+//! gaps (against a target outside the process it keeps its priority). Against a target outside
+//! the process the engine column is unused (a network
 //! target's client threads are not pinned).
 
 use std::io;
@@ -75,7 +76,7 @@ impl Placement {
             },
             inproc_shards,
             pacer_alone: true,
-            recorder_lowered: shares,
+            recorder_lowered: shares && engine_in_process,
         }
     }
 }
@@ -215,6 +216,10 @@ mod tests {
         assert_eq!(p.inproc_shards, 1);
         let remote = Placement::for_cpus(&[0, 1], false);
         assert!(remote.engine_cpus.is_empty());
+        assert!(
+            !remote.recorder_lowered,
+            "no engine shares the recorder's CPU"
+        );
         assert_eq!(remote.pacer_cpu, Some(0));
     }
 
