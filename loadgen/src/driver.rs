@@ -418,6 +418,9 @@ struct LagMeter {
     lag: Histogram<u64>,
     budget_ns: u64,
     over_budget: u64,
+    /// The largest lag so far and the run time it was sent at.
+    max_ns: u64,
+    max_at_ns: u64,
 }
 
 impl LagMeter {
@@ -425,6 +428,10 @@ impl LagMeter {
         for meta in metas {
             let lag_ns = send_ns.saturating_sub(meta.intended_ns);
             self.over_budget += u64::from(lag_ns > self.budget_ns);
+            if lag_ns > self.max_ns {
+                self.max_ns = lag_ns;
+                self.max_at_ns = send_ns;
+            }
             self.lag.saturating_record(lag_ns.max(1));
         }
     }
@@ -494,6 +501,8 @@ pub fn run<A: Arrivals + ?Sized>(
         lag: recorder::new_histogram(),
         budget_ns: config.lag_budget_us.saturating_mul(1000),
         over_budget: 0,
+        max_ns: 0,
+        max_at_ns: 0,
     };
     let recorder = Recorder::new(
         config.interval_ms * 1_000_000,
@@ -661,6 +670,7 @@ pub fn run<A: Arrivals + ?Sized>(
         send_lag_p99_us: us(meter.lag.value_at_quantile(0.99)),
         send_lag_p999_us: us(meter.lag.value_at_quantile(0.999)),
         send_lag_max_us: us(meter.lag.max()),
+        send_lag_max_at_s: meter.max_at_ns as f64 / 1e9,
         lag_budget_us: config.lag_budget_us,
         sent_over_lag_budget: meter.over_budget,
         sent: send.sent,

@@ -19,6 +19,9 @@ pub struct GeneratorHealth {
     pub send_lag_p99_us: f64,
     pub send_lag_p999_us: f64,
     pub send_lag_max_us: f64,
+    /// When (seconds into the run) the request with the largest send lag was sent.
+    #[serde(default)]
+    pub send_lag_max_at_s: f64,
     /// Requests whose send lag exceeded `lag_budget_us` (1,000 µs by default).
     pub lag_budget_us: u64,
     pub sent_over_lag_budget: u64,

@@ -95,11 +95,12 @@ impl Validity {
     pub fn health_line(&self) -> String {
         let h = &self.health;
         let mut s = format!(
-            "generator: send lag p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms; {} of {} sent over the {} ms budget",
+            "generator: send lag p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms (at {:.1} s); {} of {} sent over the {} ms budget",
             h.send_lag_p50_us / 1000.0,
             h.send_lag_p99_us / 1000.0,
             h.send_lag_p999_us / 1000.0,
             h.send_lag_max_us / 1000.0,
+            h.send_lag_max_at_s,
             h.sent_over_lag_budget,
             h.sent,
             h.lag_budget_us as f64 / 1000.0
