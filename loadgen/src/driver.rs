@@ -79,7 +79,7 @@ pub struct DriverConfig {
     /// pacer does not have a CPU of its own (see `spin_when_pinned`).
     pub spin_us: u64,
     /// A pacer pinned to a CPU of its own (`Placement::pacer_alone`) spins the whole wait instead
-    /// of sleeping: in a VM a
+    /// of sleeping, unless the target is remote (its server may need that CPU): in a VM a
     /// sleeping vCPU halts, and waking it again costs the hypervisor's latency (measured on a
     /// 2-vCPU VM: send lag p99.9 ~1 ms spinning against ~11 ms sleeping; docs/benchmarks.md).
     pub spin_when_pinned: bool,
@@ -557,7 +557,11 @@ pub fn run<A: Arrivals + ?Sized>(
         ..SendStats::default()
     };
     let tick_ns = config.tick_us.max(1) * 1000;
-    let spin_ns = if pacer_cpu.is_some() && placement.pacer_alone && config.spin_when_pinned {
+    let spin_ns = if pacer_cpu.is_some()
+        && placement.pacer_alone
+        && config.spin_when_pinned
+        && !target.is_remote()
+    {
         u64::MAX
     } else {
         config.spin_us.min(config.tick_us) * 1000

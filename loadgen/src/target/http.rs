@@ -186,6 +186,9 @@ impl Target for Http {
     fn keeps_state(&self) -> bool {
         true
     }
+    fn is_remote(&self) -> bool {
+        true
+    }
 
     fn setup(&self, catalog: &[SkuConfig]) -> Result<(), TargetError> {
         let token = self.token.clone().ok_or_else(|| {

@@ -244,6 +244,11 @@ pub trait Target: Send + Sync {
     fn runs_in_process(&self) -> bool {
         false
     }
+    /// Whether the target is reached over the network (its server may share this machine, so
+    /// the pacer must not take a whole CPU from it by spinning between ticks).
+    fn is_remote(&self) -> bool {
+        false
+    }
     /// Current state of each SKU (None: the target does not know it).
     fn query_skus(&self, sku_ids: &[SkuId]) -> Result<Vec<Option<SkuView>>, TargetError>;
     /// Stops the target's own threads (a no-op for remote targets).

@@ -527,6 +527,9 @@ impl Target for Redis {
     fn keeps_state(&self) -> bool {
         true
     }
+    fn is_remote(&self) -> bool {
+        true
+    }
 
     fn setup(&self, catalog: &[SkuConfig]) -> Result<(), TargetError> {
         let mut conn = self.admin.clone();

@@ -153,6 +153,9 @@ impl Target for Tcp {
     fn keeps_state(&self) -> bool {
         true
     }
+    fn is_remote(&self) -> bool {
+        true
+    }
 
     fn setup(&self, catalog: &[SkuConfig]) -> Result<(), TargetError> {
         if self.token.is_none() {
