@@ -5,23 +5,26 @@
 //! - if the worker has no batch in the engine, the first handler to add a command becomes the
 //!   leader, yields once (tokio defers the yield until the worker has polled every other
 //!   ready task and the I/O driver), then submits what the worker's connections accumulated;
-//! - while a batch is in the engine, new commands just wait in the pending batch, and the
-//!   engine's completion callback (on the shard thread) submits them as the next batch before
-//!   it returns, so a busy shard picks the next batch up without going to sleep.
+//! - while a batch is in the engine, new commands just wait in the pending batch. The batch's
+//!   end (the engine's completion callback, on a shard or journal thread) only answers its
+//!   handlers and wakes the slot's driver task, which submits the waiting commands as the
+//!   next batch from the runtime. Nothing here is called back upstream: `Engine::submit` runs
+//!   only on the gateway's own tasks, never on an engine thread, and a batch answered `Busy`
+//!   synchronously does not recurse into the next submit.
 //!
-//! Batches therefore grow with load instead of with a timer. No central task, no extra hop; a
-//! batch holds at most `max_batch` commands. A leader that is cancelled still submits (from
-//! its destructor) and a batch the engine drops unanswered still releases its slot, so no
-//! command is ever stranded. At most `capacity` commands may be pending or in the engine
-//! through the gateway; past that, `execute` answers `Busy` at once (the caller maps it to
-//! 503). This module owns the pending batches; it must not decide any business rule or touch
-//! the shards other than through `Engine::submit`.
+//! Batches therefore grow with load instead of with a timer; a batch holds at most
+//! `max_batch` commands. A leader that is cancelled still submits (from its destructor) and a
+//! batch the engine drops unanswered still releases its slot, so no command is ever stranded.
+//! At most `capacity` commands may be pending or in the engine through the gateway; past
+//! that, `execute` answers `Busy` at once (the caller maps it to 503). This module owns the
+//! pending batches; it must not decide any business rule or touch the shards other than
+//! through `Engine::submit`.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::runtime::Engine;
 use crate::types::{Command, Outcome, Reject};
@@ -36,13 +39,15 @@ struct Pending {
     replies: Vec<oneshot::Sender<Outcome>>,
     /// A handler has promised to submit this batch after its yield.
     led: bool,
-    /// A batch from this slot is in the engine; its completion submits the next one.
+    /// A batch from this slot is in the engine; its end wakes the driver for the next one.
     in_engine: bool,
 }
 
 struct Inner {
     engine: Engine,
     slots: Box<[Mutex<Pending>]>,
+    /// One per slot: a batch's end wakes the slot's driver task through it.
+    wakes: Arc<[Notify]>,
     capacity: usize,
     max_batch: usize,
     in_flight: AtomicUsize,
@@ -71,7 +76,7 @@ fn slot_index() -> usize {
 }
 
 /// One batch in the engine. Whether it is answered or dropped unanswered (the engine dropped
-/// the callback), its end releases the capacity and hands the slot to the next batch.
+/// the callback), its end releases the capacity and wakes the slot's driver.
 struct InEngine {
     inner: Arc<Inner>,
     slot: usize,
@@ -90,7 +95,7 @@ impl InEngine {
             // A handler whose client went away dropped its receiver: nothing to tell.
             let _ = reply.send(outcome);
         }
-        // Dropping `self` submits the next batch.
+        // Dropping `self` hands the slot on.
     }
 }
 
@@ -102,7 +107,15 @@ impl Drop for InEngine {
             .in_flight
             .fetch_sub(unanswered.len(), Ordering::Relaxed);
         drop(unanswered);
-        Inner::submit_next(&self.inner, self.slot, true);
+        let waiting = {
+            let mut pending = self.inner.lock(self.slot);
+            pending.in_engine = false;
+            // A leader about to submit takes the waiting commands itself.
+            !pending.commands.is_empty() && !pending.led
+        };
+        if waiting {
+            self.inner.wakes[self.slot].notify_one();
+        }
     }
 }
 
@@ -112,13 +125,12 @@ impl Inner {
     }
 
     /// Submits the slot's pending commands unless a batch is already in the engine (that
-    /// batch's end will). `finished` says the caller is the end of the slot's batch.
-    fn submit_next(this: &Arc<Inner>, slot: usize, finished: bool) {
+    /// batch's end will wake the driver). `lead_done` says the caller is the slot's leader.
+    /// Called only from the gateway's tasks: handlers and the slot's driver.
+    fn submit_next(this: &Arc<Inner>, slot: usize, lead_done: bool) {
         let (commands, senders) = {
             let mut pending = this.lock(slot);
-            if finished {
-                pending.in_engine = false;
-            } else {
+            if lead_done {
                 pending.led = false;
             }
             if pending.in_engine || pending.commands.is_empty() {
@@ -138,14 +150,36 @@ impl Inner {
             };
             (commands, senders)
         };
-        // Never submit under the lock: the engine may answer (and so call back) synchronously.
+        // Never submit under the lock: the engine may answer synchronously.
         let batch = InEngine {
             inner: this.clone(),
             slot,
             senders,
         };
+        #[cfg(test)]
+        let _probe = tests::SubmitProbe::enter();
         this.engine
             .submit(commands, move |outcomes| batch.answer(outcomes));
+    }
+}
+
+/// A slot's driver: submits the slot's next batch whenever a batch's end wakes it. Holds the
+/// gateway weakly, so it ends once the gateway is gone (whose drop wakes it a last time).
+async fn drive(inner: Weak<Inner>, wakes: Arc<[Notify]>, slot: usize) {
+    loop {
+        wakes[slot].notified().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        Inner::submit_next(&inner, slot, false);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for wake in self.wakes.iter() {
+            wake.notify_one();
+        }
     }
 }
 
@@ -158,23 +192,28 @@ struct Leader<'a> {
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        Inner::submit_next(self.inner, self.slot, false);
+        Inner::submit_next(self.inner, self.slot, true);
     }
 }
 
 impl Gateway {
     /// `capacity` bounds the commands pending or in the engine through the gateway;
-    /// `max_batch` bounds one engine batch.
+    /// `max_batch` bounds one engine batch. Spawns the slots' driver tasks, so it must be
+    /// called within a tokio runtime.
     pub fn new(engine: Engine, capacity: usize, max_batch: usize) -> Gateway {
-        Gateway {
-            inner: Arc::new(Inner {
-                engine,
-                slots: (0..SLOTS).map(|_| Mutex::new(Pending::default())).collect(),
-                capacity: capacity.max(1),
-                max_batch: max_batch.max(1),
-                in_flight: AtomicUsize::new(0),
-            }),
+        let wakes: Arc<[Notify]> = (0..SLOTS).map(|_| Notify::new()).collect();
+        let inner = Arc::new(Inner {
+            engine,
+            slots: (0..SLOTS).map(|_| Mutex::new(Pending::default())).collect(),
+            wakes: wakes.clone(),
+            capacity: capacity.max(1),
+            max_batch: max_batch.max(1),
+            in_flight: AtomicUsize::new(0),
+        });
+        for slot in 0..SLOTS {
+            tokio::spawn(drive(Arc::downgrade(&inner), wakes.clone(), slot));
         }
+        Gateway { inner }
     }
 
     /// Runs one command through a shared batch. `Busy` when the gateway is full.
@@ -287,6 +326,116 @@ mod tests {
         drop(leader);
         assert_eq!(follower.await, Outcome::Rejected(Reject::UnknownSku));
         assert_eq!(gateway.in_flight(), 0);
+        engine.shutdown();
+    }
+
+    thread_local! {
+        static DEPTH: Cell<usize> = const { Cell::new(0) };
+    }
+    /// The deepest nesting of `Engine::submit` calls seen on any thread.
+    static MAX_DEPTH: AtomicUsize = AtomicUsize::new(0);
+    /// `Engine::submit` calls made outside the tokio runtime (on an engine thread).
+    static OFF_RUNTIME: AtomicUsize = AtomicUsize::new(0);
+
+    /// Notes where and how deep the gateway calls `Engine::submit`.
+    pub(super) struct SubmitProbe;
+
+    impl SubmitProbe {
+        pub(super) fn enter() -> SubmitProbe {
+            let depth = DEPTH.with(|depth| {
+                depth.set(depth.get() + 1);
+                depth.get()
+            });
+            MAX_DEPTH.fetch_max(depth, Ordering::Relaxed);
+            if tokio::runtime::Handle::try_current().is_err() {
+                OFF_RUNTIME.fetch_add(1, Ordering::Relaxed);
+            }
+            SubmitProbe
+        }
+    }
+
+    impl Drop for SubmitProbe {
+        fn drop(&mut self) {
+            DEPTH.with(|depth| depth.set(depth.get() - 1));
+        }
+    }
+
+    /// Batch ends on shard threads that find commands waiting must not submit them there:
+    /// every `Engine::submit` runs on the runtime.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_next_batch_is_submitted_from_the_runtime_not_an_engine_thread() {
+        let engine = Engine::start(EngineConfig::default()).unwrap();
+        // Batches of two: nearly every batch's end finds commands waiting for the next one.
+        let gateway = Gateway::new(engine.clone(), 100_000, 2);
+        let created = gateway
+            .execute(Command::UpsertSku(SkuConfig::simple(
+                1, 1_000_000, 1, 60_000,
+            )))
+            .await;
+        assert!(matches!(created, Outcome::SkuCreated(_)));
+        let mut handles = Vec::new();
+        for order_id in 0..2_000u64 {
+            let gateway = gateway.clone();
+            handles.push(tokio::spawn(async move {
+                gateway
+                    .execute(Command::Reserve {
+                        order_id,
+                        user_id: order_id,
+                        sku_id: 1,
+                        qty: 1,
+                    })
+                    .await
+            }));
+        }
+        for handle in handles {
+            assert!(matches!(handle.await.unwrap(), Outcome::Created(_)));
+        }
+        assert_eq!(OFF_RUNTIME.load(Ordering::Relaxed), 0);
+        assert_eq!(gateway.in_flight(), 0);
+        engine.shutdown();
+    }
+
+    /// A batch answered synchronously (here by the directory's unknown-order fast path, as a
+    /// full queue answers `Busy`) must not submit the next batch from inside its own submit.
+    #[tokio::test]
+    async fn synchronous_answers_do_not_recurse_into_the_next_submit() {
+        let engine = Engine::start(EngineConfig::default()).unwrap();
+        let gateway = Gateway::new(engine.clone(), 10_000, 1);
+        let mut queries = Vec::new();
+        for order_id in 0..300u64 {
+            let gateway = gateway.clone();
+            queries.push(tokio::spawn(async move {
+                gateway.execute(Command::QueryOrder { order_id }).await
+            }));
+        }
+        for query in queries {
+            assert_eq!(
+                query.await.unwrap(),
+                Outcome::Rejected(Reject::UnknownOrder)
+            );
+        }
+        assert_eq!(MAX_DEPTH.load(Ordering::Relaxed), 1);
+        assert_eq!(gateway.in_flight(), 0);
+        engine.shutdown();
+    }
+
+    #[tokio::test]
+    async fn drivers_end_with_the_gateway() {
+        let engine = Engine::start(EngineConfig::default()).unwrap();
+        let gateway = Gateway::new(engine.clone(), 16, 4);
+        let wakes = gateway.inner.wakes.clone();
+        assert_eq!(
+            gateway.execute(Command::QuerySku { sku_id: 1 }).await,
+            Outcome::Rejected(Reject::UnknownSku)
+        );
+        drop(gateway);
+        // Each driver holds a clone of `wakes` and drops it as it ends. The last batch's end
+        // (on the shard thread) may still hold the gateway for a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Arc::strong_count(&wakes) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(Arc::strong_count(&wakes), 1);
         engine.shutdown();
     }
 
