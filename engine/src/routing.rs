@@ -550,7 +550,10 @@ impl Inner {
                 .expect("counted commands name an order");
             let created = outcomes.and_then(|outcomes| match &outcomes[at] {
                 Outcome::Created(view) => Some(view.sku_id),
-                _ => None,
+                Outcome::Order(_)
+                | Outcome::SkuCreated(_)
+                | Outcome::Sku(_)
+                | Outcome::Rejected(_) => None,
             });
             self.directory
                 .settle(order_id, created, shard, shard_of, &mut after.woken);
