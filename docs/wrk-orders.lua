@@ -1,5 +1,5 @@
 -- wrk script: POST /v1/orders with a unique order id per request (per thread id range) against
--- SKU 1 (create it first with a large stock and per_user_limit, see docs/server-notes.md).
+-- SKU 1 (create it first with a large stock and per_user_limit, see docs/notes/server-notes.md).
 -- Ids start from a per-run base taken from the clock, so back-to-back runs against the same
 -- server create new orders instead of answering 409 id_conflict for the previous run's ids.
 --   wrk -t2 -c64 -d10s -s docs/wrk-orders.lua http://127.0.0.1:8080

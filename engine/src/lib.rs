@@ -9,6 +9,7 @@ pub mod client;
 mod directory;
 pub mod journal;
 pub mod mirror;
+#[cfg(any(test, feature = "testing"))]
 pub mod model;
 pub mod protocol;
 pub mod routing;

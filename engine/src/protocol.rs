@@ -10,7 +10,7 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::types::{
-    Command, CommandKind, OrderStatus, OrderView, Outcome, Reject, SkuConfig, SkuView,
+    Command, CommandKind, OrderStatus, OrderView, Outcome, OutcomeCode, Reject, SkuConfig, SkuView,
 };
 
 /// The four bytes that open every handshake, in both directions.
@@ -26,8 +26,13 @@ pub const MIN_REQUEST_LEN: u32 = 5;
 /// Longest admin token an `Auth` request may carry.
 pub const MAX_TOKEN_LEN: usize = 1024;
 
-/// Opcode of the `Auth` request (the command opcodes are [`CommandKind`] values 1–7).
+/// Opcode of the `Auth` request (the command opcodes are in the command table,
+/// [`CommandKind::spec`]).
 pub const OP_AUTH: u8 = 0x20;
+const _: () = assert!(
+    CommandKind::from_opcode(OP_AUTH).is_none(),
+    "a command kind uses the auth opcode"
+);
 
 /// Reply tags.
 pub const TAG_CREATED: u8 = 1;
@@ -88,14 +93,19 @@ impl ErrorCode {
         ErrorCode::RateLimited,
     ];
 
-    pub fn code(self) -> &'static str {
+    /// The code the error is answered and counted under, in the outcome table.
+    pub const fn outcome_code(self) -> OutcomeCode {
         match self {
-            ErrorCode::UnknownOpcode => "unknown_opcode",
-            ErrorCode::MalformedFrame => "malformed_frame",
-            ErrorCode::FrameTooLarge => "frame_too_large",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnknownOpcode => OutcomeCode::UnknownOpcode,
+            ErrorCode::MalformedFrame => OutcomeCode::MalformedFrame,
+            ErrorCode::FrameTooLarge => OutcomeCode::FrameTooLarge,
+            ErrorCode::Unauthorized => OutcomeCode::Unauthorized,
+            ErrorCode::RateLimited => OutcomeCode::RateLimited,
         }
+    }
+
+    pub fn code(self) -> &'static str {
+        self.outcome_code().as_str()
     }
 
     pub fn from_u8(value: u8) -> Option<ErrorCode> {
@@ -230,17 +240,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Bytes the payload of a command with `opcode` takes, if the opcode is a command.
-pub fn command_payload_len(opcode: u8) -> Option<usize> {
-    Some(match opcode {
-        1 => SKU_CONFIG_LEN,
-        2 => 4 + 8,
-        3 => 8 + 8 + 4 + 4,
-        4 | 5 => 8 + 8,
-        6 => 8,
-        7 => 4,
-        _ => return None,
-    })
+/// Bytes the payload of a command of `kind` takes (after its opcode).
+pub fn command_payload_len(kind: CommandKind) -> usize {
+    match kind {
+        CommandKind::UpsertSku => SKU_CONFIG_LEN,
+        CommandKind::Restock => 4 + 8,
+        CommandKind::Reserve => 8 + 8 + 4 + 4,
+        CommandKind::Pay | CommandKind::Cancel => 8 + 8,
+        CommandKind::QueryOrder => 8,
+        CommandKind::QuerySku => 4,
+    }
 }
 
 fn encode_sku_config(config: &SkuConfig, out: &mut BytesMut) {
@@ -302,7 +311,7 @@ fn decode_sku_config(reader: &mut Reader<'_>) -> Result<SkuConfig, ProtocolError
 /// Appends a command's opcode and payload (no frame, no request id).
 pub fn encode_command(command: &Command, out: &mut BytesMut) {
     out.reserve(1 + SKU_CONFIG_LEN);
-    out.put_u8(command.kind() as u8);
+    out.put_u8(command.kind().opcode());
     match *command {
         Command::UpsertSku(config) => encode_sku_config(&config, out),
         Command::Restock { sku_id, delta } => {
@@ -333,35 +342,34 @@ pub fn encode_command(command: &Command, out: &mut BytesMut) {
 pub fn decode_command(bytes: &[u8]) -> Result<(Command, usize), ProtocolError> {
     let mut reader = Reader::new(bytes);
     let opcode = reader.u8()?;
-    let len = command_payload_len(opcode).ok_or(ProtocolError::UnknownOpcode(opcode))?;
-    reader.need(len)?;
-    let command = match opcode {
-        1 => Command::UpsertSku(decode_sku_config(&mut reader)?),
-        2 => Command::Restock {
+    let kind = CommandKind::from_opcode(opcode).ok_or(ProtocolError::UnknownOpcode(opcode))?;
+    reader.need(command_payload_len(kind))?;
+    let command = match kind {
+        CommandKind::UpsertSku => Command::UpsertSku(decode_sku_config(&mut reader)?),
+        CommandKind::Restock => Command::Restock {
             sku_id: reader.u32()?,
             delta: reader.i64()?,
         },
-        3 => Command::Reserve {
+        CommandKind::Reserve => Command::Reserve {
             order_id: reader.u64()?,
             user_id: reader.u64()?,
             sku_id: reader.u32()?,
             qty: reader.u32()?,
         },
-        4 => Command::Pay {
+        CommandKind::Pay => Command::Pay {
             order_id: reader.u64()?,
             user_id: reader.u64()?,
         },
-        5 => Command::Cancel {
+        CommandKind::Cancel => Command::Cancel {
             order_id: reader.u64()?,
             user_id: reader.u64()?,
         },
-        6 => Command::QueryOrder {
+        CommandKind::QueryOrder => Command::QueryOrder {
             order_id: reader.u64()?,
         },
-        7 => Command::QuerySku {
+        CommandKind::QuerySku => Command::QuerySku {
             sku_id: reader.u32()?,
         },
-        _ => return Err(ProtocolError::UnknownOpcode(opcode)),
     };
     Ok((command, reader.pos))
 }
@@ -640,11 +648,6 @@ pub fn decode_reply(body: &[u8]) -> Result<(u32, Reply), ProtocolError> {
     Ok((request_id, reply))
 }
 
-/// The opcode a command kind travels under.
-pub fn opcode_of(kind: CommandKind) -> u8 {
-    kind as u8
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -790,6 +793,30 @@ mod tests {
             let _ = decode_request(&bytes);
             let _ = decode_reply(&bytes);
             let _ = split_frame(&bytes, MIN_REQUEST_LEN, MAX_FRAME_LEN);
+        }
+    }
+
+    #[test]
+    fn every_command_kind_round_trips_under_its_table_opcode() {
+        for kind in CommandKind::ALL {
+            let command = crate::types::example_command(kind);
+            let mut buf = BytesMut::new();
+            encode_command(&command, &mut buf);
+            assert_eq!(buf[0], kind.opcode(), "{kind:?}");
+            assert_eq!(buf.len(), 1 + command_payload_len(kind), "{kind:?}");
+            assert_eq!(decode_command(&buf), Ok((command, buf.len())), "{kind:?}");
+            let mut frame = BytesMut::new();
+            encode_request(5, &Request::Command(command), &mut frame);
+            let (body, _) = split_frame(&frame, MIN_REQUEST_LEN, MAX_FRAME_LEN)
+                .unwrap()
+                .unwrap();
+            assert_eq!(decode_request(body), Ok((5, Request::Command(command))));
+        }
+        for opcode in (0..=u8::MAX).filter(|&op| CommandKind::from_opcode(op).is_none()) {
+            assert_eq!(
+                decode_command(&[opcode; 64]),
+                Err(ProtocolError::UnknownOpcode(opcode))
+            );
         }
     }
 

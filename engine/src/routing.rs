@@ -24,7 +24,7 @@ use crossbeam_channel::TrySendError;
 
 use crate::directory::{FollowUp, ReserveClaim};
 use crate::runtime::{Engine, Inner, ShardMessage, shard_of_sku};
-use crate::types::{Command, OrderId, Outcome, Reject, SkuConfig, SkuId};
+use crate::types::{Command, Outcome, Reject, SkuConfig, SkuId};
 
 pub(crate) type DoneCallback = Box<dyn FnOnce(Vec<Outcome>) + Send>;
 
@@ -545,10 +545,15 @@ impl Inner {
         let shard_of = |sku_id| shard_of_sku(sku_id, shard_count);
         for &at in &batch.counted {
             let at = at as usize;
-            let order_id = order_of(&batch.commands[at]).expect("counted commands name an order");
+            let order_id = batch.commands[at]
+                .order_id()
+                .expect("counted commands name an order");
             let created = outcomes.and_then(|outcomes| match &outcomes[at] {
                 Outcome::Created(view) => Some(view.sku_id),
-                _ => None,
+                Outcome::Order(_)
+                | Outcome::SkuCreated(_)
+                | Outcome::Sku(_)
+                | Outcome::Rejected(_) => None,
             });
             self.directory
                 .settle(order_id, created, shard, shard_of, &mut after.woken);
@@ -701,16 +706,5 @@ impl Inner {
             }
             Command::QuerySku { sku_id } => (Route::Shard(shard_of(sku_id)), Holds::default()),
         }
-    }
-}
-
-/// The order a command names, if any.
-pub(crate) fn order_of(command: &Command) -> Option<OrderId> {
-    match *command {
-        Command::Reserve { order_id, .. }
-        | Command::Pay { order_id, .. }
-        | Command::Cancel { order_id, .. }
-        | Command::QueryOrder { order_id } => Some(order_id),
-        Command::UpsertSku(_) | Command::Restock { .. } | Command::QuerySku { .. } => None,
     }
 }

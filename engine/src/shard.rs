@@ -254,11 +254,15 @@ impl Shard {
     /// `prefetch` asked for earlier). A hint: changes nothing.
     #[inline(always)]
     fn prefetch_order(&self, command: &Command, hashes: KeyHashes) {
-        if matches!(
-            command,
-            Command::Pay { .. } | Command::Cancel { .. } | Command::QueryOrder { .. }
-        ) && let Some(position) = self.order_index.candidate(hashes.order)
-        {
+        // A reserve names an order that usually does not exist yet: nothing to load.
+        let reads_order = match command {
+            Command::Pay { .. } | Command::Cancel { .. } | Command::QueryOrder { .. } => true,
+            Command::Reserve { .. }
+            | Command::QuerySku { .. }
+            | Command::UpsertSku(_)
+            | Command::Restock { .. } => false,
+        };
+        if reads_order && let Some(position) = self.order_index.candidate(hashes.order) {
             slot_index::prefetch_read(self.orders.as_ptr().wrapping_add(position as usize));
         }
     }

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use bytes::BytesMut;
 
 use crate::protocol::{ProtocolError, decode_command, encode_command};
-use crate::types::Command;
+use crate::types::{Command, CommandKind};
 
 /// First four bytes of every trace.
 pub const MAGIC: [u8; 4] = *b"FSTR";
@@ -128,7 +128,7 @@ impl Default for OrderHash {
 
 impl OrderHash {
     pub fn add(&mut self, command: &Command) {
-        if order_id_of(command).is_none() || matches!(command, Command::QueryOrder { .. }) {
+        if !is_order_command(command.kind()) {
             return;
         }
         self.scratch.clear();
@@ -147,14 +147,11 @@ impl OrderHash {
     }
 }
 
-fn order_id_of(command: &Command) -> Option<u64> {
-    match *command {
-        Command::Reserve { order_id, .. }
-        | Command::Pay { order_id, .. }
-        | Command::Cancel { order_id, .. }
-        | Command::QueryOrder { order_id } => Some(order_id),
-        _ => None,
-    }
+/// An order command, as the trace counts and hashes them: one that changes an order
+/// (reserve, pay, cancel), from the command table.
+pub fn is_order_command(kind: CommandKind) -> bool {
+    let spec = kind.spec();
+    spec.mutates && spec.ids.order
 }
 
 fn put_varint(mut v: u64, out: &mut Vec<u8>) {
@@ -249,7 +246,7 @@ impl<W: Write> TraceWriter<W> {
         self.last_ns = at_ns;
         self.block_records += 1;
         self.records += 1;
-        if let Some(id) = order_id_of(command) {
+        if let Some(id) = command.order_id() {
             self.min_order_id = self.min_order_id.min(id);
             self.max_order_id = self.max_order_id.max(id);
         }

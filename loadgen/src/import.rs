@@ -6,6 +6,7 @@
 //! (stable), and times start at the earliest row. It owns parsing and validation only; the
 //! byte format is `flashsale_engine::trace`'s.
 
+use crate::schedule::Op;
 use crate::trace::Provenance;
 use flashsale_engine::trace::{TraceError, TraceHeader, TraceTrailer, TraceWriter};
 use flashsale_engine::{Command, SkuConfig};
@@ -156,8 +157,14 @@ fn to_command(fields: [Option<&str>; 6]) -> Result<(u64, Command), String> {
     let op = op
         .map(|o| o.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let command = match op.as_str() {
-        "reserve" => {
+    if op.is_empty() {
+        return Err("op is missing".into());
+    }
+    let Some(op) = Op::ALL.into_iter().find(|o| o.name() == op) else {
+        return Err(format!("op `{op}` is not reserve, pay or cancel"));
+    };
+    let command = match op {
+        Op::Reserve => {
             let sku_id: u32 = int("sku_id", sku)?;
             let qty: u32 = int("qty", qty)?;
             if qty == 0 {
@@ -170,10 +177,8 @@ fn to_command(fields: [Option<&str>; 6]) -> Result<(u64, Command), String> {
                 qty,
             }
         }
-        "pay" => Command::Pay { order_id, user_id },
-        "cancel" => Command::Cancel { order_id, user_id },
-        "" => return Err("op is missing".into()),
-        other => return Err(format!("op `{other}` is not reserve, pay or cancel")),
+        Op::Pay => Command::Pay { order_id, user_id },
+        Op::Cancel => Command::Cancel { order_id, user_id },
     };
     Ok((at_ns, command))
 }

@@ -5,111 +5,75 @@
 //! charts, so memory stays bounded however long the run. It must not pace or send requests.
 
 use crate::report::hlog::HlogWriter;
+use crate::schedule::Op;
 use crate::target::Failure;
-use flashsale_engine::{Command, Outcome, Reject};
+use flashsale_engine::{Outcome, OutcomeCode};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The ops that get histograms, in index order.
-pub const OPS: [&str; 3] = ["reserve", "pay", "cancel"];
+/// The ops that get histograms, in index order ([`Op::index`]), named by the command table.
+pub const OPS: [&str; 3] = {
+    let mut names = [""; 3];
+    let mut i = 0;
+    while i < Op::ALL.len() {
+        names[i] = Op::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 /// Highest latency a histogram holds (1 hour, in ns); larger values saturate.
 pub const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
 const SIGFIG: u8 = 3;
 
-/// Outcome labels, in index order: order statuses, reject codes, then client failures.
-pub const LABELS: [&str; 21] = [
-    "held",
-    "paid",
-    "cancelled",
-    "expired",
-    "sold_out",
-    "limit_exceeded",
-    "not_on_sale",
-    "unknown_sku",
-    "invalid_qty",
-    "id_conflict",
-    "unknown_order",
-    "not_owner",
-    "already_paid",
-    "invalid_restock",
-    "invalid_request",
-    "busy",
-    "transport_error",
-    "timeout",
-    "protocol_error",
-    "rate_limited",
-    "server_error",
-];
-pub const N_LABELS: usize = LABELS.len();
+/// Failures of the client's own, with no code in the engine's outcome table.
+const CLIENT_FAILURES: usize = 4;
 
-/// Labels that mean something went wrong (not a business answer like `sold_out`).
+/// Labels: the engine's outcome table (each code at its [`OutcomeCode::index`]), then the
+/// client's own failures.
+pub const N_LABELS: usize = OutcomeCode::COUNT + CLIENT_FAILURES;
+
+/// The label of every slot, in slot order.
+pub const LABELS: [&str; N_LABELS] = {
+    let mut labels = [""; N_LABELS];
+    let mut i = 0;
+    while i < OutcomeCode::COUNT {
+        labels[i] = OutcomeCode::ALL[i].as_str();
+        i += 1;
+    }
+    let mut f = 0;
+    while f < Failure::ALL.len() {
+        labels[failure_label(Failure::ALL[f])] = Failure::ALL[f].label();
+        f += 1;
+    }
+    labels
+};
+
+/// Labels that mean something went wrong (not a business answer like `sold_out`): the
+/// outcome table's errors and every client failure.
 pub fn is_error_label(index: usize) -> bool {
-    matches!(
-        LABELS[index],
-        "unknown_sku"
-            | "invalid_qty"
-            | "id_conflict"
-            | "unknown_order"
-            | "not_owner"
-            | "invalid_restock"
-            | "invalid_request"
-            | "busy"
-            | "transport_error"
-            | "timeout"
-            | "protocol_error"
-            | "rate_limited"
-            | "server_error"
-    )
+    OutcomeCode::ALL
+        .get(index)
+        .is_none_or(|code| code.is_error())
 }
 
-pub fn op_index(command: &Command) -> Option<usize> {
-    match command {
-        Command::Reserve { .. } => Some(0),
-        Command::Pay { .. } => Some(1),
-        Command::Cancel { .. } => Some(2),
-        _ => None,
-    }
-}
-
+/// The slot of an engine outcome.
+#[inline]
 pub fn outcome_label(outcome: &Outcome) -> usize {
-    use flashsale_engine::OrderStatus::*;
-    match outcome {
-        Outcome::Created(v) | Outcome::Order(v) => match v.status {
-            Held => 0,
-            Paid => 1,
-            Cancelled => 2,
-            Expired => 3,
-        },
-        Outcome::Rejected(r) => match r {
-            Reject::SoldOut => 4,
-            Reject::LimitExceeded => 5,
-            Reject::NotOnSale => 6,
-            Reject::UnknownSku => 7,
-            Reject::InvalidQty => 8,
-            Reject::IdConflict => 9,
-            Reject::UnknownOrder => 10,
-            Reject::NotOwner => 11,
-            Reject::Expired => 3,
-            Reject::Cancelled => 2,
-            Reject::AlreadyPaid => 12,
-            Reject::InvalidRestock => 13,
-            Reject::InvalidSku => 14,
-            Reject::Busy => 15,
-        },
-        Outcome::SkuCreated(_) | Outcome::Sku(_) => 14,
-    }
+    outcome.code().index()
 }
 
-pub fn failure_label(failure: Failure) -> usize {
+/// The slot of a client failure: its outcome code's slot when it is a server answer of the
+/// outcome table (`rate_limited`), else one of the client's own after the table.
+pub const fn failure_label(failure: Failure) -> usize {
     match failure {
-        Failure::Transport => 16,
-        Failure::Timeout => 17,
-        Failure::Protocol => 18,
-        Failure::RateLimited => 19,
-        Failure::Server => 20,
+        Failure::RateLimited => OutcomeCode::RateLimited.index(),
+        Failure::Transport => OutcomeCode::COUNT,
+        Failure::Timeout => OutcomeCode::COUNT + 1,
+        Failure::Protocol => OutcomeCode::COUNT + 2,
+        Failure::Server => OutcomeCode::COUNT + 3,
     }
 }
 
@@ -347,14 +311,36 @@ impl Recorder {
 mod tests {
     use super::*;
 
+    /// Every outcome code and every failure has exactly one slot, labelled with its code, and
+    /// every slot belongs to one of them.
     #[test]
-    fn labels_match_engine_codes() {
-        for r in Reject::ALL {
-            let label = LABELS[outcome_label(&Outcome::Rejected(r))];
-            if r != Reject::InvalidSku {
-                assert_eq!(label, r.code(), "{r:?}");
+    fn recorder_slots_cover_every_outcome_exactly_once() {
+        let mut owners = vec![Vec::new(); N_LABELS];
+        for code in OutcomeCode::ALL {
+            assert_eq!(LABELS[code.index()], code.as_str());
+            owners[code.index()].push(code.as_str());
+        }
+        for failure in Failure::ALL {
+            let slot = failure_label(failure);
+            assert_eq!(LABELS[slot], failure.label(), "{failure:?}");
+            match failure.outcome_code() {
+                Some(code) => assert_eq!(slot, code.index()),
+                None => owners[slot].push(failure.label()),
             }
         }
+        for (slot, owner) in owners.iter().enumerate() {
+            assert_eq!(owner.len(), 1, "slot {slot}: {owner:?}");
+        }
+        let mut unique = LABELS.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), N_LABELS);
+        assert_eq!(
+            LABELS[outcome_label(&Outcome::Rejected(flashsale_engine::Reject::InvalidSku))],
+            "invalid_request"
+        );
+        assert!(!is_error_label(OutcomeCode::Sku.index()));
+        assert!(is_error_label(failure_label(Failure::Timeout)));
     }
 
     #[test]
@@ -364,15 +350,16 @@ mod tests {
         let mut r = Recorder::new(1_000_000_000, None, live.clone(), offered);
         r.record(0, 0, 2_000_000, 1_000);
         r.advance_to(1_500_000_000);
-        r.record(0, 15, 4_000_000, 2_000);
+        let busy = OutcomeCode::Busy.index();
+        r.record(0, busy, 4_000_000, 2_000);
         r.record(1, 1, 1_000, 1_000);
         let rec = r.finish(2_500_000_000);
         assert_eq!(rec.points.len(), 2);
         assert_eq!(rec.points[0].completed, 1);
         assert_eq!(rec.points[0].offered, 5);
-        assert_eq!(rec.points[1].outcomes[15], 1);
+        assert_eq!(rec.points[1].outcomes[busy], 1);
         assert_eq!(rec.total[0].corrected.len(), 2);
-        assert_eq!(rec.outcomes[0][15], 1);
+        assert_eq!(rec.outcomes[0][busy], 1);
         assert_eq!(live.errors.load(Ordering::Relaxed), 1);
         let p = Percentiles::of(&rec.total[0].corrected);
         assert!((p.max_us - 4000.0).abs() < 5.0);

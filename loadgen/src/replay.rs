@@ -140,6 +140,13 @@ impl TraceArrivals {
                 }
             };
             let shift = (self.first_loop + self.loop_index) * self.order_span;
+            let follow_up = |op, order_id: u64, user_id| Req {
+                op,
+                qty: 0,
+                sku_id: 0,
+                order_id: order_id + shift,
+                user_id,
+            };
             let req = match record.command {
                 Command::Reserve {
                     order_id,
@@ -157,20 +164,11 @@ impl TraceArrivals {
                     order_id: order_id + shift,
                     user_id,
                 },
-                Command::Pay { order_id, user_id } | Command::Cancel { order_id, user_id } => Req {
-                    op: if matches!(record.command, Command::Pay { .. }) {
-                        Op::Pay
-                    } else {
-                        Op::Cancel
-                    },
-                    qty: 0,
-                    sku_id: 0,
-                    order_id: order_id + shift,
-                    user_id,
-                },
+                Command::Pay { order_id, user_id } => follow_up(Op::Pay, order_id, user_id),
+                Command::Cancel { order_id, user_id } => follow_up(Op::Cancel, order_id, user_id),
                 // The catalog went to setup; queries and restocks are not order traffic.
                 Command::UpsertSku(_) => continue,
-                _ => {
+                Command::Restock { .. } | Command::QueryOrder { .. } | Command::QuerySku { .. } => {
                     self.skipped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }

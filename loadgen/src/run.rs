@@ -21,11 +21,11 @@ use crate::report::{RunStatus, Summary, SummaryInput, hgrm, hlog::HlogWriter, ht
 use crate::scenario::Scenario;
 use crate::schedule::{self, FollowUps, Schedule, ScheduleError, order_id_base};
 use crate::slo::{Slo, SloResult, Window};
-use crate::target::{Target, TargetError};
+use crate::target::{Failure, Target, TargetError};
 use crate::validity::Validity;
 use crate::verify::{self, Ledger, Verdict};
 use crate::windows::{PhaseSpan, Tripwire, Windows};
-use flashsale_engine::{SkuConfig, SkuId};
+use flashsale_engine::{OutcomeCode, SkuConfig, SkuId};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -550,10 +550,15 @@ fn verify_after(
         }
     };
     // Answers that may hide an applied pay: only with none can paid units be compared.
-    let unknown: u64 = ["transport_error", "timeout", "protocol_error", "busy"]
-        .iter()
-        .map(|l| summary.outcomes.get(l).copied().unwrap_or(0))
-        .sum();
+    let unknown: u64 = [
+        Failure::Transport.label(),
+        Failure::Timeout.label(),
+        Failure::Protocol.label(),
+        OutcomeCode::Busy.as_str(),
+    ]
+    .iter()
+    .map(|l| summary.outcomes.get(l).copied().unwrap_or(0))
+    .sum();
     let complete = output.send.unanswered == 0 && unknown == 0;
     verify::verify(catalog, &views, &output.ledger, complete)
 }

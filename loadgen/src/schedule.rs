@@ -5,7 +5,7 @@
 //! (scenario, seed[, order id]); it must not read clocks, talk to targets or record latencies.
 
 use crate::scenario::{DelaySpec, Scenario, StockSpec};
-use flashsale_engine::{Command, OrderId, SkuConfig, SkuId, UserId};
+use flashsale_engine::{Command, CommandKind, OrderId, SkuConfig, SkuId, UserId};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rand_distr::weighted::WeightedAliasIndex;
@@ -48,6 +48,43 @@ pub enum Op {
     Reserve = 0,
     Pay = 1,
     Cancel = 2,
+}
+
+impl Op {
+    /// Every op, in index order (`ALL[op.index()] == op`).
+    pub const ALL: [Op; 3] = [Op::Reserve, Op::Pay, Op::Cancel];
+
+    /// The engine command kind this op sends.
+    pub const fn kind(self) -> CommandKind {
+        match self {
+            Op::Reserve => CommandKind::Reserve,
+            Op::Pay => CommandKind::Pay,
+            Op::Cancel => CommandKind::Cancel,
+        }
+    }
+
+    /// The op a command kind is, if it is one the load generator sends as order traffic.
+    pub const fn of(kind: CommandKind) -> Option<Op> {
+        match kind {
+            CommandKind::Reserve => Some(Op::Reserve),
+            CommandKind::Pay => Some(Op::Pay),
+            CommandKind::Cancel => Some(Op::Cancel),
+            CommandKind::UpsertSku
+            | CommandKind::Restock
+            | CommandKind::QueryOrder
+            | CommandKind::QuerySku => None,
+        }
+    }
+
+    /// Dense index for per-op arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The op's name: its command kind's, from the command table.
+    pub const fn name(self) -> &'static str {
+        self.kind().name()
+    }
 }
 
 /// A compact order request (32 bytes; an engine `Command` is 72): what the schedule, the
@@ -563,6 +600,26 @@ impl FollowUps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ops_are_the_command_kinds_of_order_traffic() {
+        for (index, op) in Op::ALL.into_iter().enumerate() {
+            assert_eq!(op.index(), index);
+            assert_eq!(Op::of(op.kind()), Some(op));
+        }
+        let ops = CommandKind::ALL.into_iter().filter_map(Op::of).count();
+        assert_eq!(ops, Op::ALL.len());
+        for op in Op::ALL {
+            let req = Req {
+                op,
+                qty: 1,
+                sku_id: 1,
+                order_id: 2,
+                user_id: 3,
+            };
+            assert_eq!(req.command().kind(), op.kind());
+        }
+    }
 
     fn hash_of(seed: u64, secs: u64) -> (u64, u64) {
         let mut s = Scenario::profile("spike").unwrap();

@@ -15,6 +15,7 @@ use crate::replay::{self, ReplayError, ReplayOptions};
 use crate::report::chart::{self, LegendAt, Series, Style};
 use crate::run::{self, Plan, RunError, RunIds, RunSettings};
 use crate::scenario::{Scenario, ScenarioError};
+use crate::schedule::Op;
 use crate::slo::{Slo, SloResult};
 use crate::target::{Target, TargetError};
 use plotters::prelude::*;
@@ -190,7 +191,7 @@ impl SweepResult {
         self.slos
             .first()
             .and_then(|s| s.split('.').next())
-            .unwrap_or("reserve")
+            .unwrap_or(Op::Reserve.name())
             .to_string()
     }
 }

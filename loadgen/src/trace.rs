@@ -225,22 +225,12 @@ pub struct TraceInfo {
 }
 
 pub fn kind_name(command: &Command) -> &'static str {
-    match command {
-        Command::UpsertSku(_) => "upsert_sku",
-        Command::Restock { .. } => "restock",
-        Command::Reserve { .. } => "reserve",
-        Command::Pay { .. } => "pay",
-        Command::Cancel { .. } => "cancel",
-        Command::QueryOrder { .. } => "query_order",
-        Command::QuerySku { .. } => "query_sku",
-    }
+    command.kind().name()
 }
 
+/// A reserve, pay or cancel: the trace format's order requests, from the command table.
 pub fn is_order_request(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Reserve { .. } | Command::Pay { .. } | Command::Cancel { .. }
-    )
+    flashsale_engine::trace::is_order_command(command.kind())
 }
 
 /// Reads the whole trace, checking every block and the trailer.

@@ -15,7 +15,7 @@
 //! DIR/shard-K/journal-<first-seq>.log    segments, 20-digit zero-padded first sequence
 //! DIR/shard-K/snapshot-<seq>.snap        snapshot covering records 1..=seq
 //! ```
-//! See `docs/durability-notes.md` for the record formats and the guarantees of each mode.
+//! See `docs/notes/durability-notes.md` for the record formats and the guarantees of each mode.
 
 pub mod pipeline;
 pub mod record;

@@ -33,10 +33,11 @@ use tokio::sync::{Semaphore, watch};
 
 use super::Shared;
 use super::io::IdleTimeout;
-use super::metrics::{
-    OUT_INVALID_REQUEST, OUT_RATE_LIMITED, OUT_UNAUTHORIZED, Transport, op_index, outcome_index,
+use super::limits::{Guard, guard};
+use super::metrics::{Op, Transport};
+use crate::types::{
+    Command, CommandKind, OrderView, Outcome, OutcomeCode, Reject, SkuConfig, SkuView,
 };
-use crate::types::{Command, CommandKind, OrderView, Outcome, Reject, SkuConfig, SkuView};
 
 /// What every handler answers.
 pub type Response = hyper::Response<Full<Bytes>>;
@@ -218,9 +219,9 @@ async fn dispatch(shared: &Shared, request: Request<Incoming>) -> Response {
         Route::Orders => create_order(shared, headers, body).await,
         Route::Pay(raw) => order_action(shared, raw, headers, body, true).await,
         Route::Cancel(raw) => order_action(shared, raw, headers, body, false).await,
-        Route::Order(raw) => get_order(shared, raw).await,
+        Route::Order(raw) => get_order(shared, raw, headers).await,
         Route::Sku(raw) if parts.method == Method::PUT => put_sku(shared, raw, headers, body).await,
-        Route::Sku(raw) => get_sku(shared, raw).await,
+        Route::Sku(raw) => get_sku(shared, raw, headers).await,
         Route::Restock(raw) => restock(shared, raw, headers, body).await,
         Route::Metrics => metrics(shared).await,
         Route::Healthz => healthz(shared.engine.durability_failure()),
@@ -258,8 +259,16 @@ fn error(status: StatusCode, code: &str, detail: &str) -> Response {
     response
 }
 
-fn bad_request(detail: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, "invalid_request", detail)
+/// The HTTP status of an error answer with `code`, from the outcome table.
+fn error_status(code: OutcomeCode) -> StatusCode {
+    code.http_status()
+        .and_then(|status| StatusCode::from_u16(status).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// An error answer with `code` (status and code from the outcome table), counted under it.
+fn error_answer(code: OutcomeCode, detail: &str) -> Answered {
+    (error(error_status(code), code.as_str(), detail), code)
 }
 
 #[derive(Serialize)]
@@ -316,24 +325,6 @@ impl From<&SkuView> for SkuJson {
     }
 }
 
-/// HTTP status of a refusal.
-pub fn reject_status(reject: Reject) -> StatusCode {
-    match reject {
-        Reject::UnknownSku | Reject::UnknownOrder => StatusCode::NOT_FOUND,
-        Reject::InvalidQty | Reject::InvalidSku => StatusCode::BAD_REQUEST,
-        Reject::NotOwner => StatusCode::FORBIDDEN,
-        Reject::Busy => StatusCode::SERVICE_UNAVAILABLE,
-        Reject::SoldOut
-        | Reject::LimitExceeded
-        | Reject::NotOnSale
-        | Reject::IdConflict
-        | Reject::Expired
-        | Reject::Cancelled
-        | Reject::AlreadyPaid
-        | Reject::InvalidRestock => StatusCode::CONFLICT,
-    }
-}
-
 /// A human sentence for each refusal.
 pub fn reject_detail(reject: Reject) -> &'static str {
     match reject {
@@ -376,24 +367,30 @@ fn outcome_response(outcome: &Outcome) -> Response {
             StatusCode::OK,
             serde_json::to_vec(&SkuJson::from(&**view)).unwrap_or_default(),
         ),
-        Outcome::Rejected(reject) => error(
-            reject_status(*reject),
-            reject.code(),
-            reject_detail(*reject),
-        ),
+        Outcome::Rejected(reject) => error_answer(reject.outcome_code(), reject_detail(*reject)).0,
     }
 }
 
-/// One request's answer and the outcome label it is counted under.
-type Answered = (Response, usize);
+/// One request's answer and the code it is counted under.
+type Answered = (Response, OutcomeCode);
 
-async fn execute(shared: &Shared, command: Command) -> Answered {
+/// Runs one command through the gateway once its guard from the command table (the admin
+/// token, the per-user rate limit) lets it pass.
+async fn execute(shared: &Shared, headers: &HeaderMap, command: Command) -> Answered {
+    let admitted = match guard(&command) {
+        Guard::Admin => authorize(shared, headers),
+        Guard::User(user_id) => rate_limit(shared, user_id),
+        Guard::Open => Ok(()),
+    };
+    if let Err(refused) = admitted {
+        return refused;
+    }
     shared.capture(std::slice::from_ref(&command));
     let outcome = shared.gateway.execute(command).await;
     if outcome == Outcome::Rejected(Reject::Busy) {
         shared.metrics.gateway_busy();
     }
-    (outcome_response(&outcome), outcome_index(&outcome))
+    (outcome_response(&outcome), outcome.code())
 }
 
 fn finish(
@@ -402,7 +399,7 @@ fn finish(
     started: Instant,
     (response, outcome): Answered,
 ) -> Response {
-    let op = op_index(kind);
+    let op = Op::Command(kind);
     shared.metrics.count(Transport::Http, op, outcome, 1);
     let micros = started.elapsed().as_micros() as u64;
     shared.metrics.observe(Transport::Http, op, micros, 1);
@@ -422,12 +419,12 @@ fn parse_id<T: FromStr>(raw: &str, field: &str) -> Result<T, Answered> {
     let valid = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
     match valid.then(|| raw.parse::<T>().ok()).flatten() {
         Some(id) => Ok(id),
-        None => Err((
-            bad_request(&format!(
+        None => Err(error_answer(
+            OutcomeCode::InvalidRequest,
+            &format!(
                 "path parameter `{field}` must be a non-negative integer that fits in {}",
                 std::any::type_name::<T>()
-            )),
-            OUT_INVALID_REQUEST,
+            ),
         )),
     }
 }
@@ -459,13 +456,9 @@ async fn read_json<T: DeserializeOwned>(
 ) -> Result<T, Answered> {
     let max = shared.config.max_body_bytes;
     let too_large = || {
-        (
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                &format!("the request body is larger than {max} bytes"),
-            ),
-            OUT_INVALID_REQUEST,
+        error_answer(
+            OutcomeCode::PayloadTooLarge,
+            &format!("the request body is larger than {max} bytes"),
         )
     };
     if let Some(length) = headers.get(header::CONTENT_LENGTH)
@@ -487,13 +480,9 @@ async fn read_json<T: DeserializeOwned>(
             match tokio::time::timeout(timeout, collect).await {
                 Ok(collected) => collected,
                 Err(_) => {
-                    return Err((
-                        error(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "request_timeout",
-                            "the request body did not arrive in time",
-                        ),
-                        OUT_INVALID_REQUEST,
+                    return Err(error_answer(
+                        OutcomeCode::RequestTimeout,
+                        "the request body did not arrive in time",
                     ));
                 }
             }
@@ -507,9 +496,9 @@ async fn read_json<T: DeserializeOwned>(
             {
                 return Err(too_large());
             }
-            return Err((
-                bad_request("the request body could not be read"),
-                OUT_INVALID_REQUEST,
+            return Err(error_answer(
+                OutcomeCode::InvalidRequest,
+                "the request body could not be read",
             ));
         }
         Ok(collected) => collected.to_bytes(),
@@ -518,12 +507,12 @@ async fn read_json<T: DeserializeOwned>(
     // that names the field.
     match serde_json::from_slice(&bytes) {
         Ok(value) => Ok(value),
-        Err(_) => Err((
-            bad_request(&match parse_json::<T>(&bytes) {
+        Err(_) => Err(error_answer(
+            OutcomeCode::InvalidRequest,
+            &match parse_json::<T>(&bytes) {
                 Err(detail) => detail,
                 Ok(_) => "invalid JSON body".to_owned(),
-            }),
-            OUT_INVALID_REQUEST,
+            },
         )),
     }
 }
@@ -550,33 +539,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 }
 
 fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Answered> {
-    let refuse = |detail: &str| {
-        Err((
-            error(StatusCode::UNAUTHORIZED, "unauthorized", detail),
-            OUT_UNAUTHORIZED,
-        ))
-    };
+    let unauthorized = |detail: &str| Err(error_answer(OutcomeCode::Unauthorized, detail));
     if !shared.admin_token.is_configured() {
-        return refuse("admin endpoints are disabled: the server has no admin token");
+        return unauthorized("admin endpoints are disabled: the server has no admin token");
     }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
     match presented {
         Some(token) if shared.admin_token.matches(token) => Ok(()),
-        _ => refuse("a valid `Authorization: Bearer <token>` header is required"),
+        _ => unauthorized("a valid `Authorization: Bearer <token>` header is required"),
     }
 }
 
 fn rate_limit(shared: &Shared, user_id: u64) -> Result<(), Answered> {
     match &shared.rate_limiter {
-        Some(limiter) if !limiter.allow(user_id, Instant::now()) => Err((
-            error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "this user_id sent too many requests; slow down",
-            ),
-            OUT_RATE_LIMITED,
+        Some(limiter) if !limiter.allow(user_id, Instant::now()) => Err(error_answer(
+            OutcomeCode::RateLimited,
+            "this user_id sent too many requests; slow down",
         )),
         _ => Ok(()),
     }
@@ -612,9 +592,9 @@ async fn put_sku(shared: &Shared, raw: &str, headers: &HeaderMap, body: Incoming
             price_cents: body.price_cents.unwrap_or(0),
         };
         if let Err(reason) = config.validate() {
-            return Err((bad_request(reason), OUT_INVALID_REQUEST));
+            return Err(error_answer(OutcomeCode::InvalidRequest, reason));
         }
-        Ok(execute(shared, Command::UpsertSku(config)).await)
+        Ok(execute(shared, headers, Command::UpsertSku(config)).await)
     }
     .await
     .unwrap_or_else(|answered| answered);
@@ -635,6 +615,7 @@ async fn restock(shared: &Shared, raw: &str, headers: &HeaderMap, body: Incoming
         let body: RestockBody = read_json(shared, headers, body).await?;
         Ok(execute(
             shared,
+            headers,
             Command::Restock {
                 sku_id,
                 delta: body.delta,
@@ -647,10 +628,10 @@ async fn restock(shared: &Shared, raw: &str, headers: &HeaderMap, body: Incoming
     finish(shared, CommandKind::Restock, started, answered)
 }
 
-async fn get_sku(shared: &Shared, raw: &str) -> Response {
+async fn get_sku(shared: &Shared, raw: &str, headers: &HeaderMap) -> Response {
     let started = Instant::now();
     let answered = match parse_id::<u32>(raw, "sku_id") {
-        Ok(sku_id) => execute(shared, Command::QuerySku { sku_id }).await,
+        Ok(sku_id) => execute(shared, headers, Command::QuerySku { sku_id }).await,
         Err(answered) => answered,
     };
     finish(shared, CommandKind::QuerySku, started, answered)
@@ -669,9 +650,9 @@ async fn create_order(shared: &Shared, headers: &HeaderMap, body: Incoming) -> R
     let started = Instant::now();
     let answered = async {
         let body: OrderBody = read_json(shared, headers, body).await?;
-        rate_limit(shared, body.user_id)?;
         Ok(execute(
             shared,
+            headers,
             Command::Reserve {
                 order_id: body.order_id,
                 user_id: body.user_id,
@@ -704,7 +685,6 @@ async fn order_action(
     let answered = async {
         let order_id = parse_id::<u64>(raw, "order_id")?;
         let body: UserBody = read_json(shared, headers, body).await?;
-        rate_limit(shared, body.user_id)?;
         let command = if pay {
             Command::Pay {
                 order_id,
@@ -716,7 +696,7 @@ async fn order_action(
                 user_id: body.user_id,
             }
         };
-        Ok(execute(shared, command).await)
+        Ok(execute(shared, headers, command).await)
     }
     .await
     .unwrap_or_else(|answered| answered);
@@ -728,10 +708,10 @@ async fn order_action(
     finish(shared, kind, started, answered)
 }
 
-async fn get_order(shared: &Shared, raw: &str) -> Response {
+async fn get_order(shared: &Shared, raw: &str, headers: &HeaderMap) -> Response {
     let started = Instant::now();
     let answered = match parse_id::<u64>(raw, "order_id") {
-        Ok(order_id) => execute(shared, Command::QueryOrder { order_id }).await,
+        Ok(order_id) => execute(shared, headers, Command::QueryOrder { order_id }).await,
         Err(answered) => answered,
     };
     finish(shared, CommandKind::QueryOrder, started, answered)
@@ -782,5 +762,33 @@ mod tests {
             body["detail"],
             "journal of shard 0 failed: No space left on device"
         );
+    }
+
+    async fn error_code_of(response: Response) -> String {
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        body["error"].as_str().unwrap().to_string()
+    }
+
+    /// Every error answer carries its outcome code as the HTTP error code and is counted under
+    /// that same code; the status is the outcome table's.
+    #[tokio::test]
+    async fn error_answers_use_the_outcome_table() {
+        for code in OutcomeCode::ALL {
+            let Some(status) = code.http_status() else {
+                continue;
+            };
+            let (response, counted) = error_answer(code, "detail");
+            assert_eq!(counted, code);
+            assert_eq!(response.status().as_u16(), status, "{code:?}");
+            assert_eq!(error_code_of(response).await, code.as_str());
+        }
+        for reject in Reject::ALL {
+            let outcome = Outcome::Rejected(reject);
+            let response = outcome_response(&outcome);
+            let status = outcome.code().http_status().unwrap();
+            assert_eq!(response.status().as_u16(), status, "{reject:?}");
+            assert_eq!(error_code_of(response).await, outcome.label());
+        }
     }
 }

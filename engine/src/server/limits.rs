@@ -1,6 +1,7 @@
 //! Admission guards that sit in front of the engine: the constant-time admin token check and the
-//! optional per-user token-bucket rate limit. They own only their own small state and never
-//! look at stock or orders. The token is never logged or formatted.
+//! optional per-user token-bucket rate limit, and [`guard`], which says from the command table
+//! which of the two a command must pass. They own only their own small state and never look at
+//! stock or orders. The token is never logged or formatted.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -8,7 +9,26 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 use subtle::ConstantTimeEq;
 
-use crate::types::UserId;
+use crate::types::{Access, Command, UserId};
+
+/// What a command must pass before it reaches the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// An admin command: the admin token.
+    Admin,
+    /// A user command naming a user: that user's rate limit.
+    User(UserId),
+    /// A user command naming no user (a query): nothing.
+    Open,
+}
+
+/// The guard of `command`, from its kind's access in the command table and the user it names.
+pub fn guard(command: &Command) -> Guard {
+    match command.kind().access() {
+        Access::Admin => Guard::Admin,
+        Access::User => command.user_id().map_or(Guard::Open, Guard::User),
+    }
+}
 
 /// The admin token, if the server has one. `Debug` hides it.
 #[derive(Clone, Default)]
@@ -113,6 +133,26 @@ impl UserRateLimiter {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// The guard follows the command table: every admin kind needs the token, every user kind
+    /// that names a user is rate-limited under that user, and nothing else is guarded.
+    #[test]
+    fn guards_derive_from_the_command_table() {
+        use crate::types::{CommandKind, example_command};
+        for kind in CommandKind::ALL {
+            let command = example_command(kind);
+            let expected = match (kind.access(), kind.spec().ids.user) {
+                (Access::Admin, _) => Guard::Admin,
+                (Access::User, true) => Guard::User(command.user_id().unwrap()),
+                (Access::User, false) => Guard::Open,
+            };
+            assert_eq!(guard(&command), expected, "{kind:?}");
+        }
+        let reserve = example_command(CommandKind::Reserve);
+        assert_eq!(guard(&reserve), Guard::User(2));
+        let upsert = example_command(CommandKind::UpsertSku);
+        assert_eq!(guard(&upsert), Guard::Admin);
+    }
 
     #[test]
     fn token_matches_only_itself() {

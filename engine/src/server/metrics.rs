@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 
-use crate::types::{CommandKind, Outcome, Reject, SkuView};
+use crate::types::{CommandKind, OutcomeCode, SkuView};
 
 /// Which front door a request came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,73 +22,46 @@ pub enum Transport {
 
 const TRANSPORTS: [&str; 2] = ["http", "tcp"];
 
-/// Ops: the seven command kinds plus `auth` and `unknown` (an undecodable TCP request).
-pub const OP_AUTH: usize = 7;
-pub const OP_UNKNOWN: usize = 8;
-const OP_COUNT: usize = 9;
-const OP_NAMES: [&str; OP_COUNT] = [
-    "upsert_sku",
-    "restock",
-    "reserve",
-    "pay",
-    "cancel",
-    "query_order",
-    "query_sku",
-    "auth",
-    "unknown",
-];
-
-/// Op index of a command kind.
-pub fn op_index(kind: CommandKind) -> usize {
-    kind as usize - 1
+/// What a request was, for the `op` label: a command of some kind, a TCP auth request, or a
+/// TCP request that could not be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Command(CommandKind),
+    Auth,
+    Unknown,
 }
 
-/// Outcome labels: order statuses, `sku`, the reject codes, then server-level answers.
-const OUTCOME_NAMES: [&str; 24] = [
-    "held",
-    "paid",
-    "cancelled",
-    "expired",
-    "sku",
-    "sold_out",
-    "limit_exceeded",
-    "not_on_sale",
-    "unknown_sku",
-    "invalid_qty",
-    "id_conflict",
-    "unknown_order",
-    "not_owner",
-    "expired_rejected",
-    "cancelled_rejected",
-    "already_paid",
-    "invalid_restock",
-    "invalid_sku",
-    "busy",
-    "invalid_request",
-    "unauthorized",
-    "rate_limited",
-    "ok",
-    "unknown_opcode",
-];
-const OUTCOME_COUNT: usize = OUTCOME_NAMES.len();
-pub const OUT_INVALID_REQUEST: usize = 19;
-pub const OUT_UNAUTHORIZED: usize = 20;
-pub const OUT_RATE_LIMITED: usize = 21;
-pub const OUT_OK: usize = 22;
-pub const OUT_UNKNOWN_OPCODE: usize = 23;
+impl Op {
+    /// How many ops there are: every command kind, then `auth` and `unknown`.
+    pub const COUNT: usize = CommandKind::COUNT + 2;
 
-/// Outcome label index of an engine outcome.
-pub fn outcome_index(outcome: &Outcome) -> usize {
-    match outcome {
-        Outcome::Created(view) | Outcome::Order(view) => view.status as usize,
-        Outcome::SkuCreated(_) | Outcome::Sku(_) => 4,
-        Outcome::Rejected(reject) => reject_index(*reject),
+    /// Dense index for per-op arrays: a command kind's table index, then `auth`, `unknown`.
+    pub const fn index(self) -> usize {
+        match self {
+            Op::Command(kind) => kind.index(),
+            Op::Auth => CommandKind::COUNT,
+            Op::Unknown => CommandKind::COUNT + 1,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Op::Command(kind) => kind.name(),
+            Op::Auth => "auth",
+            Op::Unknown => "unknown",
+        }
+    }
+
+    /// Every op, in index order.
+    pub fn all() -> impl Iterator<Item = Op> {
+        CommandKind::ALL
+            .into_iter()
+            .map(Op::Command)
+            .chain([Op::Auth, Op::Unknown])
     }
 }
 
-pub fn reject_index(reject: Reject) -> usize {
-    4 + reject as usize
-}
+const OUTCOME_COUNT: usize = OutcomeCode::COUNT;
 
 /// Latency buckets, in microseconds, exposed as the histogram's `le` bounds.
 const BUCKETS_US: [u64; 15] = [
@@ -118,7 +91,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let latency = (0..2 * OP_COUNT)
+        let latency = (0..2 * Op::COUNT)
             .map(|_| Latency {
                 // Three significant digits up to an hour: far beyond any answer we give.
                 histogram: Mutex::new(
@@ -129,7 +102,7 @@ impl Metrics {
             })
             .collect();
         Metrics {
-            requests: (0..2 * OP_COUNT * OUTCOME_COUNT)
+            requests: (0..2 * Op::COUNT * OUTCOME_COUNT)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             latency,
@@ -139,14 +112,21 @@ impl Metrics {
         }
     }
 
-    pub fn count(&self, transport: Transport, op: usize, outcome: usize, n: u64) {
-        let index = (transport as usize * OP_COUNT + op) * OUTCOME_COUNT + outcome;
-        self.requests[index].fetch_add(n, Ordering::Relaxed);
+    fn request_index(transport: Transport, op: usize, outcome: usize) -> usize {
+        (transport as usize * Op::COUNT + op) * OUTCOME_COUNT + outcome
+    }
+
+    pub fn count(&self, transport: Transport, op: Op, outcome: OutcomeCode, n: u64) {
+        self.count_at(transport, op.index(), outcome.index(), n);
+    }
+
+    fn count_at(&self, transport: Transport, op: usize, outcome: usize, n: u64) {
+        self.requests[Self::request_index(transport, op, outcome)].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Records `n` requests of `op` that took `micros` each.
-    pub fn observe(&self, transport: Transport, op: usize, micros: u64, n: u64) {
-        let latency = &self.latency[transport as usize * OP_COUNT + op];
+    pub fn observe(&self, transport: Transport, op: Op, micros: u64, n: u64) {
+        let latency = &self.latency[transport as usize * Op::COUNT + op.index()];
         let micros = micros.clamp(1, 3_600_000_000);
         latency
             .histogram
@@ -178,12 +158,11 @@ impl Metrics {
 
     /// Count of requests for one (transport, op, outcome label); for tests.
     pub fn request_count(&self, transport: Transport, op: &str, outcome: &str) -> u64 {
-        let op = OP_NAMES.iter().position(|name| *name == op);
-        let outcome = OUTCOME_NAMES.iter().position(|name| *name == outcome);
-        match (op, outcome) {
+        let op = Op::all().find(|o| o.name() == op);
+        match (op, OutcomeCode::from_code(outcome)) {
             (Some(op), Some(outcome)) => self.requests
-                [(transport as usize * OP_COUNT + op) * OUTCOME_COUNT + outcome]
-                .load(Ordering::Relaxed),
+                [Self::request_index(transport, op.index(), outcome.index())]
+            .load(Ordering::Relaxed),
             _ => 0,
         }
     }
@@ -193,9 +172,9 @@ impl Metrics {
         let mut out = String::with_capacity(16 * 1024);
         out.push_str("# HELP flashsale_requests_total Requests answered, by transport, op and outcome.\n# TYPE flashsale_requests_total counter\n");
         for (t, transport) in TRANSPORTS.iter().enumerate() {
-            for (o, op) in OP_NAMES.iter().enumerate() {
-                for (k, outcome) in OUTCOME_NAMES.iter().enumerate() {
-                    let value = self.requests[(t * OP_COUNT + o) * OUTCOME_COUNT + k]
+            for (o, op) in Op::all().map(Op::name).enumerate() {
+                for (k, outcome) in OutcomeCode::ALL.map(OutcomeCode::as_str).iter().enumerate() {
+                    let value = self.requests[(t * Op::COUNT + o) * OUTCOME_COUNT + k]
                         .load(Ordering::Relaxed);
                     if value > 0 {
                         let _ = writeln!(
@@ -208,8 +187,8 @@ impl Metrics {
         }
         out.push_str("# HELP flashsale_request_duration_seconds Server-side latency from decode to reply, by transport and op.\n# TYPE flashsale_request_duration_seconds histogram\n");
         for (t, transport) in TRANSPORTS.iter().enumerate() {
-            for (o, op) in OP_NAMES.iter().enumerate() {
-                let latency = &self.latency[t * OP_COUNT + o];
+            for (o, op) in Op::all().map(Op::name).enumerate() {
+                let latency = &self.latency[t * Op::COUNT + o];
                 let histogram = latency
                     .histogram
                     .lock()
@@ -347,14 +326,14 @@ pub struct EngineSnapshot {
 
 /// Per-connection counts, flushed to [`Metrics`] in one go.
 pub struct LocalCounts {
-    counts: [[u64; OUTCOME_COUNT]; OP_COUNT],
+    counts: [[u64; OUTCOME_COUNT]; Op::COUNT],
     dirty: bool,
 }
 
 impl Default for LocalCounts {
     fn default() -> Self {
         LocalCounts {
-            counts: [[0; OUTCOME_COUNT]; OP_COUNT],
+            counts: [[0; OUTCOME_COUNT]; Op::COUNT],
             dirty: false,
         }
     }
@@ -362,8 +341,8 @@ impl Default for LocalCounts {
 
 impl LocalCounts {
     #[inline]
-    pub fn add(&mut self, op: usize, outcome: usize) {
-        self.counts[op][outcome] += 1;
+    pub fn add(&mut self, op: Op, outcome: OutcomeCode) {
+        self.counts[op.index()][outcome.index()] += 1;
         self.dirty = true;
     }
 
@@ -374,7 +353,7 @@ impl LocalCounts {
         for (op, row) in self.counts.iter_mut().enumerate() {
             for (outcome, cell) in row.iter_mut().enumerate() {
                 if *cell > 0 {
-                    metrics.count(transport, op, outcome, *cell);
+                    metrics.count_at(transport, op, outcome, *cell);
                     *cell = 0;
                 }
             }
@@ -387,24 +366,78 @@ impl LocalCounts {
 mod tests {
     use super::*;
 
+    /// Every (op, outcome) pair of the tables is rendered under the table's names, and
+    /// nothing else is.
     #[test]
-    fn outcome_labels_are_unique_and_cover_every_reject() {
-        let mut names = OUTCOME_NAMES.to_vec();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), OUTCOME_COUNT);
-        for reject in Reject::ALL {
-            assert!(reject_index(reject) < OUT_INVALID_REQUEST);
+    fn the_label_sets_are_the_command_and_outcome_tables() {
+        let metrics = Metrics::new();
+        for op in Op::all() {
+            for code in OutcomeCode::ALL {
+                metrics.count(Transport::Tcp, op, code, 1);
+            }
         }
-        assert_eq!(OUTCOME_NAMES[reject_index(Reject::Busy)], "busy");
-        assert_eq!(OUTCOME_NAMES[reject_index(Reject::SoldOut)], "sold_out");
+        let text = metrics.render(&EngineSnapshot::default());
+        let mut rendered = std::collections::BTreeSet::new();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("flashsale_requests_total{"))
+        {
+            assert!(line.ends_with("} 1"), "{line}");
+            rendered.insert(line.to_string());
+        }
+        let mut expected = std::collections::BTreeSet::new();
+        for op in Op::all() {
+            for code in OutcomeCode::ALL {
+                expected.insert(format!(
+                    "flashsale_requests_total{{transport=\"tcp\",op=\"{}\",outcome=\"{}\"}} 1",
+                    op.name(),
+                    code.as_str()
+                ));
+                assert_eq!(
+                    metrics.request_count(Transport::Tcp, op.name(), code.as_str()),
+                    1
+                );
+            }
+        }
+        assert_eq!(rendered, expected);
+        let ops: Vec<&str> = Op::all().map(Op::name).collect();
+        let kinds: Vec<&str> = CommandKind::ALL.map(CommandKind::name).to_vec();
+        assert_eq!(ops[..CommandKind::COUNT], kinds[..]);
+        assert_eq!(ops[CommandKind::COUNT..], ["auth", "unknown"]);
+        for (index, op) in Op::all().enumerate() {
+            assert_eq!(op.index(), index);
+        }
+    }
+
+    #[test]
+    fn local_counts_flush_into_their_own_cells() {
+        let metrics = Metrics::new();
+        let mut counts = LocalCounts::default();
+        let op = Op::Command(CommandKind::QuerySku);
+        counts.add(op, OutcomeCode::UnknownSku);
+        counts.add(op, OutcomeCode::UnknownSku);
+        counts.add(Op::Unknown, OutcomeCode::UnknownOpcode);
+        counts.flush(&metrics, Transport::Tcp);
+        assert_eq!(
+            metrics.request_count(Transport::Tcp, "query_sku", "unknown_sku"),
+            2
+        );
+        assert_eq!(
+            metrics.request_count(Transport::Tcp, "unknown", "unknown_opcode"),
+            1
+        );
+        assert_eq!(
+            metrics.request_count(Transport::Http, "query_sku", "unknown_sku"),
+            0
+        );
     }
 
     #[test]
     fn render_shows_counts_and_histograms() {
         let metrics = Metrics::new();
-        metrics.count(Transport::Http, op_index(CommandKind::Reserve), 0, 3);
-        metrics.observe(Transport::Http, op_index(CommandKind::Reserve), 120, 3);
+        let reserve = Op::Command(CommandKind::Reserve);
+        metrics.count(Transport::Http, reserve, OutcomeCode::Held, 3);
+        metrics.observe(Transport::Http, reserve, 120, 3);
         let text = metrics.render(&EngineSnapshot::default());
         assert!(text.contains(
             "flashsale_requests_total{transport=\"http\",op=\"reserve\",outcome=\"held\"} 3"

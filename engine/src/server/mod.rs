@@ -148,10 +148,7 @@ impl Shared {
                 .submit_async(queries)
                 .await
                 .into_iter()
-                .filter_map(|outcome| match outcome {
-                    Outcome::Sku(view) | Outcome::SkuCreated(view) => Some(*view),
-                    _ => None,
-                })
+                .filter_map(|outcome| outcome.sku().copied())
                 .collect()
         };
         EngineSnapshot {

@@ -18,16 +18,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::Shared;
-use super::metrics::{
-    LocalCounts, OP_AUTH, OP_UNKNOWN, OUT_INVALID_REQUEST, OUT_OK, OUT_RATE_LIMITED,
-    OUT_UNAUTHORIZED, OUT_UNKNOWN_OPCODE, Transport, op_index, outcome_index,
-};
+use super::limits::{Guard, guard};
+use super::metrics::{LocalCounts, Op, Transport};
 use crate::protocol::{
     self, ErrorCode, HANDSHAKE_LEN, HandshakeStatus, MAX_FRAME_LEN, MIN_REQUEST_LEN, ProtocolError,
     Reply, Request,
 };
 use crate::routing::Stream;
-use crate::types::{Command, Outcome, Reject};
+use crate::types::{Command, Outcome, OutcomeCode, Reject};
 
 /// Accepts TCP connections until shutdown, then waits for them to drain.
 pub(crate) async fn run(
@@ -123,7 +121,7 @@ async fn connection(
 #[derive(Clone, Copy)]
 struct Slot {
     request_id: u32,
-    op: u8,
+    op: Op,
     /// Index into `Pending::immediate`, or `ENGINE` for the next engine outcome.
     immediate: u32,
 }
@@ -134,26 +132,28 @@ const ENGINE: u32 = u32::MAX;
 struct Pending {
     started: Instant,
     slots: Vec<Slot>,
-    immediate: Vec<(Reply, usize)>,
+    immediate: Vec<(Reply, OutcomeCode)>,
     engine_count: usize,
     outcomes: Option<oneshot::Receiver<Vec<Outcome>>>,
 }
 
 impl Pending {
-    fn answer(&mut self, request_id: u32, op: usize, reply: Reply, label: usize) {
+    fn answer(&mut self, request_id: u32, op: Op, reply: Reply, label: OutcomeCode) {
         self.slots.push(Slot {
             request_id,
-            op: op as u8,
+            op,
             immediate: self.immediate.len() as u32,
         });
         self.immediate.push((reply, label));
     }
-}
 
-fn server_error(code: ErrorCode, detail: impl Into<String>) -> Reply {
-    Reply::Error {
-        code,
-        detail: detail.into(),
+    /// Answers a request with a server error, counted under the error's code.
+    fn refuse(&mut self, request_id: u32, op: Op, code: ErrorCode, detail: impl Into<String>) {
+        let reply = Reply::Error {
+            code,
+            detail: detail.into(),
+        };
+        self.answer(request_id, op, reply, code.outcome_code());
     }
 }
 
@@ -200,6 +200,35 @@ async fn read_loop(
     }
 }
 
+/// Why a command may not reach the engine, if it may not: its guard from the command table
+/// (the admin token, the per-user rate limit) is checked here.
+fn admission(
+    command: &Command,
+    shared: &Shared,
+    authenticated: bool,
+    rate_now: Option<Instant>,
+) -> Option<(ErrorCode, &'static str)> {
+    match guard(command) {
+        Guard::Admin if !authenticated => Some((
+            ErrorCode::Unauthorized,
+            "admin commands need a successful auth request on this connection",
+        )),
+        Guard::User(user_id)
+            if shared
+                .rate_limiter
+                .as_ref()
+                .zip(rate_now)
+                .is_some_and(|(limiter, now)| !limiter.allow(user_id, now)) =>
+        {
+            Some((
+                ErrorCode::RateLimited,
+                "this user_id sent too many requests",
+            ))
+        }
+        Guard::Admin | Guard::User(_) | Guard::Open => None,
+    }
+}
+
 /// Decodes every complete frame in `buf`, submits the commands as one engine batch, and
 /// answers the rest here. Returns the pending replies and whether the connection must close.
 fn decode_batch(
@@ -230,12 +259,7 @@ fn decode_batch(
                     } else {
                         ErrorCode::MalformedFrame
                     };
-                    pending.answer(
-                        0,
-                        OP_UNKNOWN,
-                        server_error(code, error.to_string()),
-                        OUT_INVALID_REQUEST,
-                    );
+                    pending.refuse(0, Op::Unknown, code, error.to_string());
                     close = true;
                     break;
                 }
@@ -243,76 +267,47 @@ fn decode_batch(
         consumed += used;
         match protocol::decode_request(body) {
             Ok((request_id, Request::Command(command))) => {
-                let op = op_index(command.kind());
-                let admin = matches!(command, Command::UpsertSku(_) | Command::Restock { .. });
-                let user = match command {
-                    Command::Reserve { user_id, .. }
-                    | Command::Pay { user_id, .. }
-                    | Command::Cancel { user_id, .. } => Some(user_id),
-                    _ => None,
-                };
-                if admin && !*authenticated {
-                    pending.answer(
-                        request_id,
-                        op,
-                        server_error(
-                            ErrorCode::Unauthorized,
-                            "admin commands need a successful auth request on this connection",
-                        ),
-                        OUT_UNAUTHORIZED,
-                    );
-                } else if let (Some(limiter), Some(user_id), Some(now)) =
-                    (&shared.rate_limiter, user, rate_now)
-                    && !limiter.allow(user_id, now)
-                {
-                    pending.answer(
-                        request_id,
-                        op,
-                        server_error(
-                            ErrorCode::RateLimited,
-                            "this user_id sent too many requests",
-                        ),
-                        OUT_RATE_LIMITED,
-                    );
-                } else {
-                    commands.push(command);
-                    pending.slots.push(Slot {
-                        request_id,
-                        op: op as u8,
-                        immediate: ENGINE,
-                    });
+                let op = Op::Command(command.kind());
+                let refusal = admission(&command, shared, *authenticated, rate_now);
+                match refusal {
+                    Some((code, detail)) => pending.refuse(request_id, op, code, detail),
+                    None => {
+                        commands.push(command);
+                        pending.slots.push(Slot {
+                            request_id,
+                            op,
+                            immediate: ENGINE,
+                        });
+                    }
                 }
             }
             Ok((request_id, Request::Auth(token))) => {
                 if shared.admin_token.matches(&token) {
                     *authenticated = true;
-                    pending.answer(request_id, OP_AUTH, Reply::AuthOk, OUT_OK);
+                    pending.answer(request_id, Op::Auth, Reply::AuthOk, OutcomeCode::Ok);
                 } else {
-                    pending.answer(
+                    pending.refuse(
                         request_id,
-                        OP_AUTH,
-                        server_error(
-                            ErrorCode::Unauthorized,
-                            "wrong token, or the server has no admin token",
-                        ),
-                        OUT_UNAUTHORIZED,
+                        Op::Auth,
+                        ErrorCode::Unauthorized,
+                        "wrong token, or the server has no admin token",
                     );
                 }
             }
             Err(failure) if !failure.is_fatal() => {
-                pending.answer(
+                pending.refuse(
                     failure.request_id,
-                    OP_UNKNOWN,
-                    server_error(ErrorCode::UnknownOpcode, failure.error.to_string()),
-                    OUT_UNKNOWN_OPCODE,
+                    Op::Unknown,
+                    ErrorCode::UnknownOpcode,
+                    failure.error.to_string(),
                 );
             }
             Err(failure) => {
-                pending.answer(
+                pending.refuse(
                     failure.request_id,
-                    OP_UNKNOWN,
-                    server_error(ErrorCode::MalformedFrame, failure.error.to_string()),
-                    OUT_INVALID_REQUEST,
+                    Op::Unknown,
+                    ErrorCode::MalformedFrame,
+                    failure.error.to_string(),
                 );
                 close = true;
                 break;
@@ -409,14 +404,14 @@ fn encode_pending(
     counts: &mut LocalCounts,
     shared: &Shared,
 ) {
-    let mut per_op = [0u64; 9];
+    let mut per_op = [0u64; Op::COUNT];
     let mut outcomes = outcomes.into_iter();
     for slot in &pending.slots {
-        let op = usize::from(slot.op);
-        per_op[op] += 1;
+        let op = slot.op;
+        per_op[op.index()] += 1;
         if slot.immediate == ENGINE {
             let outcome = outcomes.next().unwrap_or(Outcome::Rejected(Reject::Busy));
-            counts.add(op, outcome_index(&outcome));
+            counts.add(op, outcome.code());
             protocol::encode_outcome_reply(slot.request_id, &outcome, out);
         } else if let Some((reply, label)) = pending.immediate.get(slot.immediate as usize) {
             counts.add(op, *label);
@@ -424,7 +419,7 @@ fn encode_pending(
         }
     }
     let micros = pending.started.elapsed().as_micros() as u64;
-    for (op, n) in per_op.into_iter().enumerate() {
+    for (op, n) in Op::all().zip(per_op) {
         if n > 0 {
             shared.metrics.observe(Transport::Tcp, op, micros, n);
         }

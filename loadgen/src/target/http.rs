@@ -6,7 +6,7 @@
 
 use super::{Completion, Done, Failure, Target, TargetError, TargetOptions};
 use flashsale_engine::{
-    Command, OrderStatus, OrderView, Outcome, Reject, SkuConfig, SkuId, SkuView,
+    Command, OrderStatus, OrderView, Outcome, OutcomeCode, Reject, SkuConfig, SkuId, SkuView,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -63,10 +63,6 @@ fn status_of(s: &str) -> Option<OrderStatus> {
     })
 }
 
-fn reject_of(code: &str) -> Option<Reject> {
-    Reject::ALL.into_iter().find(|r| r.code() == code)
-}
-
 fn failure_of(e: &reqwest::Error) -> Failure {
     if e.is_timeout() {
         Failure::Timeout
@@ -98,9 +94,15 @@ fn order_outcome(status: u16, body: &[u8]) -> Result<Outcome, Failure> {
         }
         _ => {
             let e: ErrorJson = serde_json::from_slice(body).map_err(|_| Failure::Protocol)?;
-            reject_of(&e.error)
-                .map(Outcome::Rejected)
-                .ok_or(Failure::Protocol)
+            if let Some(reject) = Reject::from_code(&e.error) {
+                return Ok(Outcome::Rejected(reject));
+            }
+            // A server answer of its own (outcome table) is not an engine outcome.
+            Err(match OutcomeCode::from_code(&e.error) {
+                Some(OutcomeCode::RateLimited) => Failure::RateLimited,
+                Some(_) => Failure::Server,
+                None => Failure::Protocol,
+            })
         }
     }
 }
@@ -127,7 +129,11 @@ async fn send_one(
         Command::Cancel { order_id, user_id } => client
             .post(format!("{base}/v1/orders/{order_id}/cancel"))
             .json(&serde_json::json!({ "user_id": user_id })),
-        _ => return Err(Failure::Protocol),
+        // The load generator sends only order traffic over HTTP.
+        Command::UpsertSku(_)
+        | Command::Restock { .. }
+        | Command::QueryOrder { .. }
+        | Command::QuerySku { .. } => return Err(Failure::Protocol),
     };
     let response = request.send().await.map_err(|e| failure_of(&e))?;
     let status = response.status().as_u16();
@@ -344,6 +350,15 @@ mod tests {
         assert_eq!(
             order_outcome(409, br#"{"error":"new_code"}"#),
             Err(Failure::Protocol)
+        );
+        // The server's own answers of the outcome table are failures, not engine outcomes.
+        assert_eq!(
+            order_outcome(429, br#"{"error":"rate_limited","detail":""}"#),
+            Err(Failure::RateLimited)
+        );
+        assert_eq!(
+            order_outcome(413, br#"{"error":"payload_too_large","detail":""}"#),
+            Err(Failure::Server)
         );
     }
 }

@@ -14,7 +14,7 @@
 
 use crate::schedule::Meta;
 use crossbeam_channel::{Sender, TrySendError};
-use flashsale_engine::{Command, Outcome, SkuConfig, SkuId, SkuView};
+use flashsale_engine::{Command, Outcome, OutcomeCode, SkuConfig, SkuId, SkuView};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -42,12 +42,28 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn label(self) -> &'static str {
+    pub const ALL: [Failure; 5] = [
+        Failure::Transport,
+        Failure::Timeout,
+        Failure::Protocol,
+        Failure::RateLimited,
+        Failure::Server,
+    ];
+
+    /// The engine's outcome code for a failure that is a server answer of the outcome table.
+    pub const fn outcome_code(self) -> Option<OutcomeCode> {
+        match self {
+            Failure::RateLimited => Some(OutcomeCode::RateLimited),
+            Failure::Transport | Failure::Timeout | Failure::Protocol | Failure::Server => None,
+        }
+    }
+
+    pub const fn label(self) -> &'static str {
         match self {
             Failure::Transport => "transport_error",
             Failure::Timeout => "timeout",
             Failure::Protocol => "protocol_error",
-            Failure::RateLimited => "rate_limited",
+            Failure::RateLimited => OutcomeCode::RateLimited.as_str(),
             Failure::Server => "server_error",
         }
     }

@@ -32,7 +32,10 @@ pub(crate) fn answer(command: &Command) -> Outcome {
         Command::Cancel { order_id, user_id } => {
             Outcome::Order(view(order_id, user_id, 0, 0, OrderStatus::Cancelled))
         }
-        _ => Outcome::Rejected(Reject::UnknownSku),
+        Command::UpsertSku(_)
+        | Command::Restock { .. }
+        | Command::QueryOrder { .. }
+        | Command::QuerySku { .. } => Outcome::Rejected(Reject::UnknownSku),
     }
 }
 

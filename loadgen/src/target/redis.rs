@@ -8,7 +8,7 @@
 //! (`pipeline=0`: a pool of `--connections` connections, each strictly one request → one
 //! reply). This module owns the Redis data model, the scripts and the mapping of their answers
 //! to engine outcomes; it must not pace, record or retry, and it must not touch other targets.
-//! Data model and reasoning: `docs/redis-baseline-notes.md`.
+//! Data model and reasoning: `docs/notes/redis-baseline-notes.md`.
 
 use super::{Completion, Done, Failure, Target, TargetError, TargetOptions};
 use flashsale_engine::{
