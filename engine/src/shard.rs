@@ -11,6 +11,14 @@
 //! creation order (a pay or cancel usually follows its reserve closely, and holds expire in
 //! creation order, so both find their order in a recently touched line), reached through
 //! [`SlotIndex`]es whose slots `apply` prefetches a few commands ahead.
+//!
+//! What is cheap and decisive is asserted in release builds too ([`invariant!`]): per-SKU
+//! conservation after every change of a SKU's counters, legal state transitions (held → paid |
+//! cancelled | expired, each at the right side of its expiry), units never taken from a user or
+//! a SKU that does not have them, and each TTL's expiry FIFO in time order (time never goes
+//! backwards). Positions are bounds-checked by indexing. A violation panics; the runtime
+//! catches it and stops the engine fail-stop, as a failed fsync does, instead of serving on from
+//! a broken state. `check_invariants` is the full recount, for tests.
 
 use std::collections::VecDeque;
 
@@ -34,6 +42,27 @@ const PREFETCH_ORDER_DISTANCE: usize = 6;
 /// Commands between being prefetched and applied; a power of two above `PREFETCH_DISTANCE`.
 const HASH_RING: usize = 16;
 const _: () = assert!(HASH_RING > PREFETCH_DISTANCE && HASH_RING.is_power_of_two());
+
+/// Asserts a shard invariant in every build. A violation means the shard's state is broken:
+/// it panics (cold path, out of line), and the runtime stops the engine fail-stop.
+macro_rules! invariant {
+    ($condition:expr, $($reason:tt)+) => {
+        if !$condition {
+            invariant_violated(format_args!($($reason)+));
+        }
+    };
+}
+
+/// The panic of a failed [`invariant!`]; its message starts with [`INVARIANT_VIOLATED`].
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn invariant_violated(reason: std::fmt::Arguments<'_>) -> ! {
+    panic!("{INVARIANT_VIOLATED}: {reason}")
+}
+
+/// How the panic message of a violated shard invariant starts.
+pub const INVARIANT_VIOLATED: &str = "shard invariant violated";
 
 /// The index hashes a command probes with (0 where it probes none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,12 +121,22 @@ impl SkuState {
         }
     }
 
-    fn debug_check(&self) {
-        debug_assert_eq!(
-            self.available + self.held + self.sold,
-            self.config.stock_total,
-            "stock conservation broken for sku {}",
-            self.config.sku_id
+    /// Stock conservation, in every build: `available + held + sold == stock_total`, computed
+    /// without wrapping (a counter that wrapped below zero cannot sum back to the total).
+    #[inline]
+    fn check(&self) {
+        let total = self
+            .available
+            .checked_add(self.held)
+            .and_then(|total| total.checked_add(self.sold));
+        invariant!(
+            total == Some(self.config.stock_total),
+            "stock conservation broken for sku {}: available {} + held {} + sold {} != stock_total {}",
+            self.config.sku_id,
+            self.available,
+            self.held,
+            self.sold,
+            self.config.stock_total
         );
     }
 }
@@ -115,7 +154,31 @@ struct OrderRecord {
     status: OrderStatus,
 }
 
+const _: () = assert!(std::mem::size_of::<OrderRecord>() == 40);
+
 impl OrderRecord {
+    /// Ends a hold: the only legal transitions are held → paid | cancelled (before its expiry)
+    /// and held → expired (at or after it). Terminal states are final.
+    #[inline]
+    fn resolve(&mut self, to: OrderStatus, now_ms: u64) {
+        let legal = self.status == OrderStatus::Held
+            && match to {
+                OrderStatus::Paid | OrderStatus::Cancelled => now_ms < self.expires_at_ms,
+                OrderStatus::Expired => now_ms >= self.expires_at_ms,
+                OrderStatus::Held => false,
+            };
+        invariant!(
+            legal,
+            "order {}: {:?} -> {:?} at {} ms is not a legal transition (expires at {} ms)",
+            self.order_id,
+            self.status,
+            to,
+            now_ms,
+            self.expires_at_ms
+        );
+        self.status = to;
+    }
+
     fn view(&self) -> OrderView {
         OrderView {
             order_id: self.order_id,
@@ -136,6 +199,8 @@ struct Allowance {
     sku_id: SkuId,
     units: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<Allowance>() == 16);
 
 /// One shard's whole state. See the module documentation.
 #[derive(Clone, Debug)]
@@ -587,6 +652,10 @@ impl Shard {
         }
         // Fits: it is at most `per_user_limit`, a u32.
         let units_after = units_after as u32;
+        invariant!(
+            units_after <= sku.config.per_user_limit,
+            "user {user_id} would have {units_after} units of sku {sku_id}"
+        );
         let allowance = match allowance_probe {
             Probe::Found(at) => {
                 self.allowances[at as usize].units = units_after;
@@ -607,7 +676,7 @@ impl Shard {
         sku.max_user_units = sku.max_user_units.max(units_after);
         sku.available -= u64::from(qty);
         sku.held += u64::from(qty);
-        sku.debug_check();
+        sku.check();
         if !sku.availability_dirty {
             sku.availability_dirty = true;
             self.changed_skus.push(sku_id);
@@ -634,6 +703,7 @@ impl Shard {
         let Some(position) = self.find_order_hashed(order_id, order_hash) else {
             return Outcome::Rejected(Reject::UnknownOrder);
         };
+        let now_ms = self.now_ms;
         let order = &mut self.orders[position as usize];
         if order.user_id != user_id {
             return Outcome::Rejected(Reject::NotOwner);
@@ -644,8 +714,7 @@ impl Shard {
             OrderStatus::Expired => Outcome::Rejected(Reject::Expired),
             OrderStatus::Held => {
                 // `advance_time` has already expired every hold due at `now_ms`.
-                debug_assert!(order.expires_at_ms > self.now_ms);
-                order.status = OrderStatus::Paid;
+                order.resolve(OrderStatus::Paid, now_ms);
                 let view = order.view();
                 let sku = self
                     .skus
@@ -653,7 +722,7 @@ impl Shard {
                     .expect("an order's sku exists: skus are never removed");
                 sku.held -= u64::from(view.qty);
                 sku.sold += u64::from(view.qty);
-                sku.debug_check();
+                sku.check();
                 Outcome::Order(view)
             }
         }
@@ -663,6 +732,7 @@ impl Shard {
         let Some(position) = self.find_order_hashed(order_id, order_hash) else {
             return Outcome::Rejected(Reject::UnknownOrder);
         };
+        let now_ms = self.now_ms;
         let order = &mut self.orders[position as usize];
         if order.user_id != user_id {
             return Outcome::Rejected(Reject::NotOwner);
@@ -672,7 +742,7 @@ impl Shard {
             OrderStatus::Paid => Outcome::Rejected(Reject::AlreadyPaid),
             OrderStatus::Expired => Outcome::Rejected(Reject::Expired),
             OrderStatus::Held => {
-                order.status = OrderStatus::Cancelled;
+                order.resolve(OrderStatus::Cancelled, now_ms);
                 let order = *order;
                 self.release_hold(&order);
                 Outcome::Order(order.view())
@@ -683,12 +753,12 @@ impl Shard {
     /// Expires the order at `position` if it is still held (each hold has one queue entry; the
     /// entries of holds paid or cancelled since are skipped here).
     fn expire(&mut self, position: u32) -> bool {
+        let now_ms = self.now_ms;
         let order = &mut self.orders[position as usize];
         if order.status != OrderStatus::Held {
             return false;
         }
-        debug_assert!(order.expires_at_ms <= self.now_ms);
-        order.status = OrderStatus::Expired;
+        order.resolve(OrderStatus::Expired, now_ms);
         let order = *order;
         self.release_hold(&order);
         true
@@ -702,13 +772,25 @@ impl Shard {
             .expect("an order's sku exists: skus are never removed");
         sku.held -= u64::from(order.qty);
         sku.available += u64::from(order.qty);
-        sku.debug_check();
+        sku.check();
         if !sku.availability_dirty {
             sku.availability_dirty = true;
             self.changed_skus.push(order.sku_id);
         }
         let allowance = &mut self.allowances[order.allowance as usize];
-        debug_assert!(allowance.units >= order.qty, "user units underflow");
+        invariant!(
+            allowance.user_id == order.user_id
+                && allowance.sku_id == order.sku_id
+                && allowance.units >= order.qty,
+            "order {} of user {} for sku {} (qty {}) points at the allowance of user {} for sku {} with {} units",
+            order.order_id,
+            order.user_id,
+            order.sku_id,
+            order.qty,
+            allowance.user_id,
+            allowance.sku_id,
+            allowance.units
+        );
         allowance.units -= order.qty;
     }
 
@@ -742,7 +824,7 @@ impl Shard {
                 }
                 sku.config = config;
                 sku.available = config.stock_total - committed;
-                sku.debug_check();
+                sku.check();
                 if !sku.availability_dirty {
                     sku.availability_dirty = true;
                     self.changed_skus.push(sku_id);
@@ -765,7 +847,7 @@ impl Shard {
         let new_total = new_total as u64;
         sku.config.stock_total = new_total;
         sku.available = new_total - committed;
-        sku.debug_check();
+        sku.check();
         if !sku.availability_dirty {
             sku.availability_dirty = true;
             self.changed_skus.push(sku_id);
@@ -822,13 +904,14 @@ impl ExpiryQueue {
         orders: &[OrderRecord],
     ) {
         let queue = self.fifo(hold_ttl_ms);
-        debug_assert!(
-            queue
-                .back()
-                .is_none_or(|&last| orders[last as usize].expires_at_ms <= expires_at_ms),
-            "a TTL's FIFO must stay sorted: time went backwards"
+        // The last hold of this TTL was made at most now: it is usually still in the cache.
+        let last_expires_at_ms = queue
+            .back()
+            .map_or(0, |&last| orders[last as usize].expires_at_ms);
+        invariant!(
+            last_expires_at_ms <= expires_at_ms,
+            "time went backwards: a hold of ttl {hold_ttl_ms} expiring at {expires_at_ms} ms queued behind one expiring at {last_expires_at_ms} ms"
         );
-        let _ = (expires_at_ms, orders);
         queue.push_back(position);
     }
 
@@ -1211,5 +1294,138 @@ impl Shard {
         shard.skus = skus;
         shard.now_ms = now_ms;
         Ok(shard)
+    }
+}
+
+/// A state a bug could leave behind, made on purpose by the tests of the fail-stop path (the
+/// production build has no way in).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Corruption {
+    /// One unit of the SKU counted held that no order holds.
+    HeldUnits(SkuId),
+    /// The allowance of the order's user counts none of its units.
+    AllowanceEmptied(OrderId),
+    /// The order expires this much later than it was made to (its FIFO is out of time order).
+    ExpiresLater(OrderId, u64),
+}
+
+#[cfg(test)]
+impl Shard {
+    pub(crate) fn corrupt(&mut self, corruption: Corruption) {
+        match corruption {
+            Corruption::HeldUnits(sku_id) => {
+                self.skus.get_mut(&sku_id).expect("the sku exists").held += 1;
+            }
+            Corruption::AllowanceEmptied(order_id) => {
+                let position = self.find_order(order_id).expect("the order exists");
+                let allowance = self.orders[position as usize].allowance;
+                self.allowances[allowance as usize].units = 0;
+            }
+            Corruption::ExpiresLater(order_id, delta_ms) => {
+                let position = self.find_order(order_id).expect("the order exists");
+                self.orders[position as usize].expires_at_ms += delta_ms;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard_with_a_hold() -> Shard {
+        let mut shard = Shard::with_capacity(16);
+        let mut outcomes = Vec::new();
+        shard.apply(
+            10,
+            &[
+                Command::UpsertSku(SkuConfig::simple(1, 10, 2, 1_000)),
+                reserve(7, 1),
+            ],
+            &mut outcomes,
+        );
+        assert!(matches!(outcomes[1], Outcome::Created(_)), "{outcomes:?}");
+        shard
+    }
+
+    fn reserve(order_id: OrderId, user_id: UserId) -> Command {
+        Command::Reserve {
+            order_id,
+            user_id,
+            sku_id: 1,
+            qty: 1,
+        }
+    }
+
+    /// Applies `commands` to a shard left in `corruption`; the invariant's message if it panics.
+    fn violation(corruption: Corruption, commands: &[Command]) -> Option<String> {
+        let mut shard = shard_with_a_hold();
+        shard.corrupt(corruption);
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shard.apply(20, commands, &mut Vec::new());
+        }));
+        applied.err().map(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "a panic without a message".to_string())
+        })
+    }
+
+    #[test]
+    fn the_same_commands_pass_on_a_sound_shard() {
+        let mut shard = shard_with_a_hold();
+        let mut outcomes = Vec::new();
+        shard.apply(
+            20,
+            &[reserve(8, 2), Command::Cancel { order_id: 7, user_id: 1 }],
+            &mut outcomes,
+        );
+        assert!(matches!(outcomes[0], Outcome::Created(_)));
+        assert!(matches!(outcomes[1], Outcome::Order(_)));
+        shard.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn broken_stock_conservation_is_a_violation() {
+        let reason = violation(Corruption::HeldUnits(1), &[reserve(8, 2)]).expect("it panics");
+        assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
+        assert!(reason.contains("stock conservation broken for sku 1"), "{reason}");
+    }
+
+    #[test]
+    fn releasing_units_a_user_does_not_have_is_a_violation() {
+        let cancel = Command::Cancel {
+            order_id: 7,
+            user_id: 1,
+        };
+        let reason = violation(Corruption::AllowanceEmptied(7), &[cancel]).expect("it panics");
+        assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
+        assert!(reason.contains("points at the allowance"), "{reason}");
+    }
+
+    #[test]
+    fn a_hold_queued_out_of_time_order_is_a_violation() {
+        let reason = violation(Corruption::ExpiresLater(7, 1 << 20), &[reserve(8, 2)])
+            .expect("it panics");
+        assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
+        assert!(reason.contains("time went backwards"), "{reason}");
+    }
+
+    #[test]
+    fn resolving_a_hold_on_the_wrong_side_of_its_expiry_is_a_violation() {
+        let mut order = shard_with_a_hold().orders[0];
+        let at_expiry = order.expires_at_ms;
+        let paid_late = std::panic::catch_unwind(move || order.resolve(OrderStatus::Paid, at_expiry));
+        assert!(paid_late.is_err());
+        let mut order = shard_with_a_hold().orders[0];
+        let expired_early =
+            std::panic::catch_unwind(move || order.resolve(OrderStatus::Expired, at_expiry - 1));
+        assert!(expired_early.is_err());
+        let mut order = shard_with_a_hold().orders[0];
+        order.resolve(OrderStatus::Cancelled, at_expiry - 1);
+        let twice = std::panic::catch_unwind(move || order.resolve(OrderStatus::Paid, 0));
+        assert!(twice.is_err(), "a terminal state is final");
     }
 }
