@@ -121,16 +121,17 @@ impl SkuState {
         }
     }
 
-    /// Stock conservation, in every build: `available + held + sold == stock_total`, computed
-    /// without wrapping (a counter that wrapped below zero cannot sum back to the total).
-    #[inline]
+    /// Stock conservation, in every build: `available + held + sold == stock_total`. Each
+    /// counter is at most 2^48 and every decrement is checked (`take_held`; `available` only
+    /// drops after a check that it has the units), so the sum cannot wrap.
+    #[inline(always)]
     fn check(&self) {
         let total = self
             .available
-            .checked_add(self.held)
-            .and_then(|total| total.checked_add(self.sold));
+            .wrapping_add(self.held)
+            .wrapping_add(self.sold);
         invariant!(
-            total == Some(self.config.stock_total),
+            total == self.config.stock_total,
             "stock conservation broken for sku {}: available {} + held {} + sold {} != stock_total {}",
             self.config.sku_id,
             self.available,
@@ -138,6 +139,18 @@ impl SkuState {
             self.sold,
             self.config.stock_total
         );
+    }
+
+    /// Takes `qty` held units off the SKU (a hold paid or ended); the SKU must have them.
+    #[inline(always)]
+    fn take_held(&mut self, qty: u32) {
+        invariant!(
+            self.held >= u64::from(qty),
+            "sku {} releases {qty} held units but holds {}",
+            self.config.sku_id,
+            self.held
+        );
+        self.held -= u64::from(qty);
     }
 }
 
@@ -159,7 +172,7 @@ const _: () = assert!(std::mem::size_of::<OrderRecord>() == 40);
 impl OrderRecord {
     /// Ends a hold: the only legal transitions are held → paid | cancelled (before its expiry)
     /// and held → expired (at or after it). Terminal states are final.
-    #[inline]
+    #[inline(always)]
     fn resolve(&mut self, to: OrderStatus, now_ms: u64) {
         let legal = self.status == OrderStatus::Held
             && match to {
@@ -352,11 +365,11 @@ impl Shard {
         self.now_ms = self.now_ms.max(now_ms);
         let mut expired = 0;
         for fifo in 0..self.expiry_queue.by_ttl.len() {
-            while let Some(&position) = self.expiry_queue.by_ttl[fifo].1.front() {
+            while let Some(&position) = self.expiry_queue.by_ttl[fifo].positions.front() {
                 if self.orders[position as usize].expires_at_ms > self.now_ms {
                     break;
                 }
-                self.expiry_queue.by_ttl[fifo].1.pop_front();
+                self.expiry_queue.by_ttl[fifo].positions.pop_front();
                 if self.expire(position) {
                     expired += 1;
                 }
@@ -373,7 +386,7 @@ impl Shard {
         self.expiry_queue
             .by_ttl
             .iter()
-            .filter_map(|(_, queue)| queue.front())
+            .filter_map(|fifo| fifo.positions.front())
             .map(|&position| self.orders[position as usize].expires_at_ms)
             .min()
     }
@@ -694,7 +707,7 @@ impl Shard {
         self.orders.push(order);
         self.order_index.fill(order_slot, position);
         self.expiry_queue
-            .push(hold_ttl_ms, order.expires_at_ms, position, &self.orders);
+            .push(hold_ttl_ms, order.expires_at_ms, position);
         self.created_orders.push(order_id);
         Outcome::Created(order.view())
     }
@@ -720,9 +733,10 @@ impl Shard {
                     .skus
                     .get_mut(&view.sku_id)
                     .expect("an order's sku exists: skus are never removed");
-                sku.held -= u64::from(view.qty);
+                // Units move from held to sold: the sum stays whole once `take_held` has found
+                // them (conservation is asserted where `available` changes).
+                sku.take_held(view.qty);
                 sku.sold += u64::from(view.qty);
-                sku.check();
                 Outcome::Order(view)
             }
         }
@@ -770,7 +784,7 @@ impl Shard {
             .skus
             .get_mut(&order.sku_id)
             .expect("an order's sku exists: skus are never removed");
-        sku.held -= u64::from(order.qty);
+        sku.take_held(order.qty);
         sku.available += u64::from(order.qty);
         sku.check();
         if !sku.availability_dirty {
@@ -868,8 +882,8 @@ const MAX_INITIAL_FIFO_CAPACITY: usize = 1 << 16;
 
 #[derive(Clone, Debug, Default)]
 struct ExpiryQueue {
-    /// `(hold_ttl_ms, [order position])`, each FIFO in non-decreasing expiry.
-    by_ttl: Vec<(u64, VecDeque<u32>)>,
+    /// One FIFO per distinct hold TTL.
+    by_ttl: Vec<TtlFifo>,
     /// Room each new FIFO starts with.
     initial_capacity: usize,
 }
@@ -883,51 +897,58 @@ impl ExpiryQueue {
         }
     }
 
-    fn fifo(&mut self, hold_ttl_ms: u64) -> &mut VecDeque<u32> {
-        match self.by_ttl.iter().position(|(ttl, _)| *ttl == hold_ttl_ms) {
-            Some(index) => &mut self.by_ttl[index].1,
+    fn fifo(&mut self, hold_ttl_ms: u64) -> &mut TtlFifo {
+        match self.by_ttl.iter().position(|fifo| fifo.ttl_ms == hold_ttl_ms) {
+            Some(index) => &mut self.by_ttl[index],
             None => {
-                self.by_ttl
-                    .push((hold_ttl_ms, VecDeque::with_capacity(self.initial_capacity)));
-                &mut self.by_ttl.last_mut().expect("just pushed").1
+                self.by_ttl.push(TtlFifo {
+                    ttl_ms: hold_ttl_ms,
+                    positions: VecDeque::with_capacity(self.initial_capacity),
+                    last_expires_at_ms: 0,
+                });
+                self.by_ttl.last_mut().expect("just pushed")
             }
         }
     }
 
     /// Queues the hold at `position` (which expires at `expires_at_ms`) behind the others of
     /// its TTL.
-    fn push(
-        &mut self,
-        hold_ttl_ms: u64,
-        expires_at_ms: u64,
-        position: u32,
-        orders: &[OrderRecord],
-    ) {
-        let queue = self.fifo(hold_ttl_ms);
-        // The last hold of this TTL was made at most now: it is usually still in the cache.
-        let last_expires_at_ms = queue
-            .back()
-            .map_or(0, |&last| orders[last as usize].expires_at_ms);
+    #[inline]
+    fn push(&mut self, hold_ttl_ms: u64, expires_at_ms: u64, position: u32) {
+        let fifo = self.fifo(hold_ttl_ms);
+        let last_expires_at_ms = fifo.last_expires_at_ms;
         invariant!(
             last_expires_at_ms <= expires_at_ms,
             "time went backwards: a hold of ttl {hold_ttl_ms} expiring at {expires_at_ms} ms queued behind one expiring at {last_expires_at_ms} ms"
         );
-        queue.push_back(position);
+        fifo.last_expires_at_ms = expires_at_ms;
+        fifo.positions.push_back(position);
     }
 
     /// Empty FIFOs are kept (the common TTL empties and refills all the time) unless TTLs have
     /// multiplied, so the number of fronts looked at stays small.
     fn prune_idle(&mut self) {
         if self.by_ttl.len() > MAX_IDLE_TTL_QUEUES {
-            self.by_ttl.retain(|(_, queue)| !queue.is_empty());
+            self.by_ttl.retain(|fifo| !fifo.positions.is_empty());
         }
     }
 
     fn positions(&self) -> impl Iterator<Item = u32> + '_ {
         self.by_ttl
             .iter()
-            .flat_map(|(_, queue)| queue.iter().copied())
+            .flat_map(|fifo| fifo.positions.iter().copied())
     }
+}
+
+/// The pending holds of one TTL, in the order they were made, which is their expiry order.
+#[derive(Clone, Debug)]
+struct TtlFifo {
+    ttl_ms: u64,
+    /// Order positions, in non-decreasing expiry.
+    positions: VecDeque<u32>,
+    /// The expiry of the last hold queued (0 before any): a later one may not be earlier, which
+    /// is time going backwards (asserted in every build).
+    last_expires_at_ms: u64,
 }
 
 /// A `Vec` with room for `capacity` items whose memory has been written once, in address order,
@@ -1015,15 +1036,16 @@ impl Shard {
                 .expiry_queue
                 .by_ttl
                 .iter()
-                .map(|(ttl, queue)| {
-                    let live = queue
+                .map(|fifo| {
+                    let live = fifo
+                        .positions
                         .iter()
                         .copied()
                         .filter(|&position| {
                             self.orders[position as usize].status == OrderStatus::Held
                         })
                         .collect();
-                    (*ttl, live)
+                    (fifo.ttl_ms, live)
                 })
                 .filter(|(_, live): &(u64, Vec<u32>)| !live.is_empty())
                 .collect();
@@ -1258,7 +1280,7 @@ impl Shard {
                 return r.fail(format!("expiry FIFO of ttl {ttl} is empty"));
             }
             let queue = shard.expiry_queue.fifo(ttl);
-            queue.reserve(entries);
+            queue.positions.reserve(entries);
             let mut previous_expiry = 0u64;
             for _ in 0..entries {
                 let position = r.u32()?;
@@ -1277,7 +1299,8 @@ impl Shard {
                 previous_expiry = order.expires_at_ms;
                 queued[position as usize] = true;
                 queued_count += 1;
-                queue.push_back(position);
+                queue.positions.push_back(position);
+                queue.last_expires_at_ms = previous_expiry;
             }
         }
         if queued_count != held_orders {

@@ -191,15 +191,12 @@ impl SlotIndex {
     /// the table if that made it more than half full.
     #[inline]
     pub fn fill(&mut self, vacant: Vacant, position: u32) {
-        // Checked in every build (cheap: the probe has just read this line): a position that
-        // cannot be stored, or a slot filled twice, would make entries unreachable.
-        assert!(
-            position <= MAX_POSITION && self.buckets[vacant.bucket].hashes[vacant.slot] == 0,
-            "slot index: position {position} filled into slot {}:{} that is not vacant or out of range",
-            vacant.bucket,
-            vacant.slot
-        );
+        debug_assert!(position <= MAX_POSITION);
         let bucket = &mut self.buckets[vacant.bucket];
+        debug_assert_eq!(
+            bucket.hashes[vacant.slot], 0,
+            "a vacant slot was filled twice"
+        );
         bucket.hashes[vacant.slot] = vacant.hash;
         bucket.positions[vacant.slot] = position + 1;
         self.len += 1;
