@@ -12,11 +12,11 @@
 //! creation order, so both find their order in a recently touched line), reached through
 //! [`SlotIndex`]es whose slots `apply` prefetches a few commands ahead.
 //!
-//! What is cheap and decisive is asserted in release builds too ([`invariant!`]): per-SKU
-//! conservation after every change of a SKU's counters, legal state transitions (held → paid |
-//! cancelled | expired, each at the right side of its expiry), units never taken from a user or
-//! a SKU that does not have them, and each TTL's expiry FIFO in time order (time never goes
-//! backwards). Positions are bounds-checked by indexing. A violation panics; the runtime
+//! What is cheap and decisive is asserted in release builds too (`invariant!`): per-SKU
+//! conservation after every change of a SKU's availability, legal state transitions (held →
+//! paid | cancelled | expired, each at the right side of its expiry), units never taken from a
+//! user or a SKU that does not have them, a user's units within the limit, and each TTL's expiry
+//! FIFO in time order (time never goes backwards). Positions are bounds-checked by indexing. A violation panics; the runtime
 //! catches it and stops the engine fail-stop, as a failed fsync does, instead of serving on from
 //! a broken state. `check_invariants` is the full recount, for tests.
 
@@ -1329,8 +1329,8 @@ pub(crate) enum Corruption {
     HeldUnits(SkuId),
     /// The allowance of the order's user counts none of its units.
     AllowanceEmptied(OrderId),
-    /// The order expires this much later than it was made to (its FIFO is out of time order).
-    ExpiresLater(OrderId, u64),
+    /// The shard's clock set back to this instant, below the time it had reached.
+    TimeRewound(u64),
 }
 
 #[cfg(test)]
@@ -1345,10 +1345,7 @@ impl Shard {
                 let allowance = self.orders[position as usize].allowance;
                 self.allowances[allowance as usize].units = 0;
             }
-            Corruption::ExpiresLater(order_id, delta_ms) => {
-                let position = self.find_order(order_id).expect("the order exists");
-                self.orders[position as usize].expires_at_ms += delta_ms;
-            }
+            Corruption::TimeRewound(now_ms) => self.now_ms = now_ms,
         }
     }
 }
@@ -1381,12 +1378,13 @@ mod tests {
         }
     }
 
-    /// Applies `commands` to a shard left in `corruption`; the invariant's message if it panics.
-    fn violation(corruption: Corruption, commands: &[Command]) -> Option<String> {
+    /// Applies `commands` at `now_ms` to a shard left in `corruption`; the invariant's message
+    /// if it panics.
+    fn violation(corruption: Corruption, now_ms: u64, commands: &[Command]) -> Option<String> {
         let mut shard = shard_with_a_hold();
         shard.corrupt(corruption);
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            shard.apply(20, commands, &mut Vec::new());
+            shard.apply(now_ms, commands, &mut Vec::new());
         }));
         applied.err().map(|panic| {
             panic
@@ -1412,7 +1410,7 @@ mod tests {
 
     #[test]
     fn broken_stock_conservation_is_a_violation() {
-        let reason = violation(Corruption::HeldUnits(1), &[reserve(8, 2)]).expect("it panics");
+        let reason = violation(Corruption::HeldUnits(1), 20, &[reserve(8, 2)]).expect("it panics");
         assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
         assert!(reason.contains("stock conservation broken for sku 1"), "{reason}");
     }
@@ -1423,15 +1421,17 @@ mod tests {
             order_id: 7,
             user_id: 1,
         };
-        let reason = violation(Corruption::AllowanceEmptied(7), &[cancel]).expect("it panics");
+        let reason = violation(Corruption::AllowanceEmptied(7), 20, &[cancel]).expect("it panics");
         assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
         assert!(reason.contains("points at the allowance"), "{reason}");
     }
 
     #[test]
     fn a_hold_queued_out_of_time_order_is_a_violation() {
-        let reason = violation(Corruption::ExpiresLater(7, 1 << 20), &[reserve(8, 2)])
-            .expect("it panics");
+        // The hold of order 7 was made at 10; with the clock back at 5, a new one would expire
+        // before it, behind it in the FIFO.
+        let reason =
+            violation(Corruption::TimeRewound(0), 5, &[reserve(8, 2)]).expect("it panics");
         assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
         assert!(reason.contains("time went backwards"), "{reason}");
     }
