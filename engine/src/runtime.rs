@@ -9,6 +9,7 @@
 //! queue answers `Busy` at once; nothing queues without bound. This module must not decide any
 //! business rule — every decision that changes state is the shard's.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -316,6 +317,7 @@ impl Engine {
                 tick: Duration::from_millis(config.tick_interval_ms),
                 max_batches_per_wakeup: config.max_batches_per_wakeup.max(1),
                 expired_holds: expired_holds.clone(),
+                failure: durability_failure.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("flashsale-shard-{index}"))
@@ -428,8 +430,9 @@ impl Engine {
         Ok((engine, reports))
     }
 
-    /// Why the engine stopped accepting writes, if its journal failed (fail-stop: it refuses
-    /// every command with `Busy` until restarted).
+    /// Why the engine stopped, if it did: its journal failed (a write or an fsync), or a shard
+    /// found its state broken (a violated invariant). Fail-stop: it refuses every command with
+    /// `Busy` until restarted, and a restart recovers from what is on disk.
     pub fn durability_failure(&self) -> Option<String> {
         self.inner.durability_failure.reason().map(str::to_string)
     }
@@ -591,7 +594,12 @@ struct ShardWorker {
     tick: Duration,
     max_batches_per_wakeup: usize,
     expired_holds: Arc<AtomicU64>,
+    /// The engine's fail-stop state, shared with the journal threads and the submitters.
+    failure: Arc<DurabilityFailure>,
 }
+
+/// One batch as a shard applied it: its first linearisation stamp (tests) and its outcomes.
+type AppliedBatch = (Option<u64>, Vec<Outcome>);
 
 impl ShardWorker {
     fn run(mut self) {
@@ -629,6 +637,10 @@ impl ShardWorker {
     /// so that a stream of expiries is handled in batches), or for ever if none is pending. A
     /// manual clock moves without telling anyone, so with it the shard looks every tick.
     fn idle_wait(&self) -> Option<Duration> {
+        if self.failure.is_failed() {
+            // Nothing is applied any more: wake only to refuse what arrives.
+            return None;
+        }
         match self.clock {
             Clock::Manual(_) => Some(self.tick),
             Clock::System => self.shard.next_expiry_ms().map(|due_ms| {
@@ -641,9 +653,26 @@ impl ShardWorker {
     /// what changed, then answers. The claims come before the mirror and both before the replies,
     /// so a client that saw an answer (or a zero in the mirror) always finds the order it
     /// implies.
+    ///
+    /// Fail-stop: once the engine has failed (a journal's write or fsync, or a shard's violated
+    /// invariant), nothing is applied any more and every batch is answered `Busy`. A violated
+    /// invariant panics inside the shard; the panic is caught here before anything of that
+    /// wake-up was published, journaled or answered, so the wake-up is refused as a whole.
     fn process(&mut self, inbox: &mut Vec<ShardBatch>) {
+        if self.failure.is_failed() {
+            self.refuse(inbox);
+            return;
+        }
         let now_ms = self.clock.now_ms();
-        let expired = self.shard.advance_time(now_ms);
+        let applied = panic::catch_unwind(AssertUnwindSafe(|| self.apply_all(now_ms, inbox)));
+        let (expired, applied) = match applied {
+            Ok(applied) => applied,
+            Err(panic) => {
+                self.fail_stop(panic.as_ref());
+                self.refuse(inbox);
+                return;
+            }
+        };
         if expired > 0 {
             self.expired_holds
                 .fetch_add(expired as u64, Ordering::Relaxed);
@@ -654,9 +683,74 @@ impl ShardWorker {
             self.publish();
             return;
         }
+        self.settle_and_answer(inbox, applied);
+    }
+
+    /// The shard's part of a wake-up: expire what is due at `now_ms`, then apply every batch.
+    /// Returns how many holds expired and, per batch, its first linearisation stamp (tests) and
+    /// its outcomes. All that can find the shard's state broken happens here.
+    fn apply_all(&mut self, now_ms: u64, inbox: &[ShardBatch]) -> (usize, Vec<AppliedBatch>) {
+        let expired = self.shard.advance_time(now_ms);
+        // The time the shard actually applies at (it never goes backwards).
+        let applied_ms = self.shard.now_ms();
+        let applied = inbox
+            .iter()
+            .map(|batch| {
+                let first_stamp = self
+                    .linearisation
+                    .as_ref()
+                    .map(|l| l.stamps(batch.commands.len()));
+                let mut outcomes = Vec::with_capacity(batch.commands.len());
+                self.shard.apply(applied_ms, &batch.commands, &mut outcomes);
+                (first_stamp, outcomes)
+            })
+            .collect();
+        (expired, applied)
+    }
+
+    /// Stops the engine after a panic on this shard (a violated invariant): records why — from
+    /// then on every command is refused — and never touches the shard's state again.
+    fn fail_stop(&mut self, panic: &(dyn std::any::Any + Send)) {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic without a message");
+        let reason = format!(
+            "shard {} stopped, refusing all commands until restart: {what}",
+            self.index
+        );
+        tracing::error!("{reason}");
+        self.failure.fail(reason);
+    }
+
+    /// Answers every batch `Busy` without applying it (fail-stop), giving back what routing
+    /// took for it, as a full queue does.
+    fn refuse(&self, inbox: &mut Vec<ShardBatch>) {
         let engine = self.engine.get().and_then(Weak::upgrade);
         let mut after = AfterUnlock::default();
-        // The time the shard actually applies at (it never goes backwards).
+        for batch in inbox.drain(..) {
+            let count = batch.commands.len();
+            if let Some(engine) = &engine {
+                engine.release(self.index as usize, &batch, None, &mut after);
+                engine
+                    .busy_rejections
+                    .fetch_add(count as u64, Ordering::Relaxed);
+            }
+            batch
+                .reply
+                .deliver(vec![Outcome::Rejected(Reject::Busy); count]);
+        }
+        if let Some(engine) = &engine {
+            engine.finish(after);
+        }
+    }
+
+    /// Settles the claims of the batches just applied, journals what changed, publishes, then
+    /// answers (in sync mode, once the journal has the record on disk).
+    fn settle_and_answer(&mut self, inbox: &mut Vec<ShardBatch>, applied: Vec<AppliedBatch>) {
+        let engine = self.engine.get().and_then(Weak::upgrade);
+        let mut after = AfterUnlock::default();
         let applied_ms = self.shard.now_ms();
         let mut record = self.journal.as_mut().map(|journal| {
             let seq = journal.next_seq;
@@ -665,13 +759,7 @@ impl ShardWorker {
         let mut answered: Vec<(ReplyTo, Vec<Outcome>)> = Vec::with_capacity(inbox.len());
         let mut raised: Vec<SkuId> = Vec::new();
         let mut shard_raised = 0u32;
-        for mut batch in inbox.drain(..) {
-            let mut outcomes = Vec::with_capacity(batch.commands.len());
-            let first_stamp = self
-                .linearisation
-                .as_ref()
-                .map(|l| l.stamps(batch.commands.len()));
-            self.shard.apply(applied_ms, &batch.commands, &mut outcomes);
+        for (mut batch, (first_stamp, outcomes)) in inbox.drain(..).zip(applied) {
             if let (Some(linearisation), Some(first)) = (&self.linearisation, first_stamp) {
                 linearisation.record(batch.commands.iter().zip(&outcomes).enumerate().map(
                     |(at, (command, outcome))| Applied {
@@ -707,6 +795,20 @@ impl ShardWorker {
         if let Some(engine) = &engine {
             engine.end_raises(self.index as usize, &raised, shard_raised);
         }
+        self.journal_and_reply(record, answered);
+        // Streams that waited on a claim settled here go on now, routed from this thread.
+        if let Some(engine) = &engine {
+            engine.finish(after);
+        }
+    }
+
+    /// Hands the wake-up's record and its replies to the journal (which answers once the record
+    /// is durable, in sync mode), or answers at once without a journal.
+    fn journal_and_reply(
+        &mut self,
+        record: Option<RecordBuilder>,
+        answered: Vec<(ReplyTo, Vec<Outcome>)>,
+    ) {
         match (self.journal.as_mut(), record) {
             (Some(journal), Some(record)) => {
                 let count = record.finish(&mut journal.encoder);
@@ -723,10 +825,6 @@ impl ShardWorker {
                     reply.deliver(outcomes);
                 }
             }
-        }
-        // Streams that waited on a claim settled here go on now, routed from this thread.
-        if let Some(engine) = &engine {
-            engine.finish(after);
         }
     }
 
@@ -747,6 +845,11 @@ impl ShardWorker {
     /// On a clean stop, a snapshot of whatever was journaled since the last one, so the next
     /// start replays little.
     fn snapshot_at_stop(&mut self) {
+        if self.failure.is_failed() {
+            // A failed engine's state is not to be trusted, nor a broken shard's: recovery
+            // starts from the last snapshot and journal as they are.
+            return;
+        }
         if let Some(journal) = self.journal.as_mut()
             && journal.snapshot_every_commands > 0
             && journal.commands_since_snapshot > 0
@@ -832,5 +935,110 @@ impl Acknowledge for PendingReplies {
         for (reply, outcomes) in self.0 {
             reply.deliver(vec![Outcome::Rejected(Reject::Busy); outcomes.len()]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::{Corruption, INVARIANT_VIOLATED};
+    use crate::types::SkuConfig;
+
+    /// Two shards, SKU `broken` on one of them in a state a bug could leave (one unit counted
+    /// held that no order holds), SKU `sound` on the other.
+    fn engine_with_a_broken_shard() -> (Engine, u32, u32) {
+        let config = EngineConfig {
+            shards: 2,
+            clock: Clock::manual(1_000),
+            ..EngineConfig::default()
+        };
+        let (broken, sound) = (1u32, (2..100).find(|&sku| shard_of_sku(sku, 2) != shard_of_sku(1, 2)).unwrap());
+        let shards = (0..2).map(|index| {
+            let mut shard = Shard::with_capacity(64);
+            for sku in [broken, sound] {
+                if shard_of_sku(sku, 2) == index {
+                    let upsert = Command::UpsertSku(SkuConfig::simple(sku, 10, 5, 60_000));
+                    shard.apply(1_000, &[upsert], &mut Vec::new());
+                }
+            }
+            if shard_of_sku(broken, 2) == index {
+                shard.corrupt(Corruption::HeldUnits(broken));
+            }
+            shard
+        });
+        let engine = Engine::start_with_shards(config, shards).expect("engine starts");
+        (engine, broken, sound)
+    }
+
+    fn reserve(order_id: u64, sku_id: u32) -> Command {
+        Command::Reserve {
+            order_id,
+            user_id: order_id,
+            sku_id,
+            qty: 1,
+        }
+    }
+
+    #[test]
+    fn a_sound_engine_serves_both_skus() {
+        let (engine, broken, sound) = engine_with_a_broken_shard();
+        assert!(matches!(engine.execute(reserve(1, sound)), Outcome::Created(_)));
+        assert!(matches!(engine.execute(Command::QuerySku { sku_id: broken }), Outcome::Sku(_)));
+        assert_eq!(engine.durability_failure(), None);
+        engine.shutdown();
+    }
+
+    /// A violated invariant stops the engine fail-stop, as a failed fsync does: the wake-up that
+    /// found it is refused `Busy` (nothing of it is kept), and so is everything after it, on
+    /// every shard, with the reason on record; shutdown still completes.
+    #[test]
+    fn a_violated_invariant_stops_the_engine() {
+        let (engine, broken, sound) = engine_with_a_broken_shard();
+        let outcomes = engine.submit_wait(vec![reserve(1, broken), reserve(2, broken)]);
+        assert_eq!(outcomes, vec![Outcome::Rejected(Reject::Busy); 2]);
+        let reason = engine.durability_failure().expect("the engine has stopped");
+        assert!(reason.contains(INVARIANT_VIOLATED), "{reason}");
+        assert!(reason.contains("stock conservation broken for sku 1"), "{reason}");
+        // Nothing is served any more, on the broken shard or the sound one, nor by the router.
+        for command in [
+            reserve(3, sound),
+            reserve(4, broken),
+            Command::QuerySku { sku_id: broken },
+            Command::QueryOrder { order_id: 1 },
+        ] {
+            assert_eq!(engine.execute(command), Outcome::Rejected(Reject::Busy), "{command:?}");
+        }
+        assert!(engine.stats().busy_rejections >= 6);
+        engine.shutdown();
+    }
+
+    /// The broken shard refuses what was already queued to it when the failure came, and gives
+    /// back the claims those commands took (a stream waiting on one goes on, and is refused).
+    #[test]
+    fn batches_queued_behind_the_violation_are_refused_and_release_their_claims() {
+        let (engine, broken, sound) = engine_with_a_broken_shard();
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let stream = engine.stream();
+        for batch in [
+            vec![reserve(1, broken)],
+            vec![reserve(2, broken), Command::Pay { order_id: 2, user_id: 2 }],
+            // Order 2 again, for the other shard's SKU: it waits for the claim on the broken one.
+            vec![reserve(2, sound)],
+        ] {
+            let sender = sender.clone();
+            stream.submit(batch, move |outcomes| {
+                let _ = sender.send(outcomes);
+            });
+        }
+        for _ in 0..3 {
+            let outcomes = receiver
+                .recv_timeout(Duration::from_secs(10))
+                .expect("every batch is answered");
+            assert!(
+                outcomes.iter().all(|o| *o == Outcome::Rejected(Reject::Busy)),
+                "{outcomes:?}"
+            );
+        }
+        engine.shutdown();
     }
 }

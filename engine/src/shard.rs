@@ -11,6 +11,14 @@
 //! creation order (a pay or cancel usually follows its reserve closely, and holds expire in
 //! creation order, so both find their order in a recently touched line), reached through
 //! [`SlotIndex`]es whose slots `apply` prefetches a few commands ahead.
+//!
+//! What is cheap and decisive is asserted in release builds too (`invariant!`): per-SKU
+//! conservation after every change of a SKU's availability, legal state transitions (held →
+//! paid | cancelled | expired, each at the right side of its expiry), units never taken from a
+//! user or a SKU that does not have them, a user's units within the limit, and each TTL's expiry
+//! FIFO in time order (time never goes backwards). Positions are bounds-checked by indexing. A violation panics; the runtime
+//! catches it and stops the engine fail-stop, as a failed fsync does, instead of serving on from
+//! a broken state. `check_invariants` is the full recount, for tests.
 
 use std::collections::VecDeque;
 
@@ -34,6 +42,27 @@ const PREFETCH_ORDER_DISTANCE: usize = 6;
 /// Commands between being prefetched and applied; a power of two above `PREFETCH_DISTANCE`.
 const HASH_RING: usize = 16;
 const _: () = assert!(HASH_RING > PREFETCH_DISTANCE && HASH_RING.is_power_of_two());
+
+/// Asserts a shard invariant in every build. A violation means the shard's state is broken:
+/// it panics (cold path, out of line), and the runtime stops the engine fail-stop.
+macro_rules! invariant {
+    ($condition:expr, $($reason:tt)+) => {
+        if !$condition {
+            invariant_violated(format_args!($($reason)+));
+        }
+    };
+}
+
+/// The panic of a failed [`invariant!`]; its message starts with [`INVARIANT_VIOLATED`].
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn invariant_violated(reason: std::fmt::Arguments<'_>) -> ! {
+    panic!("{INVARIANT_VIOLATED}: {reason}")
+}
+
+/// How the panic message of a violated shard invariant starts.
+pub const INVARIANT_VIOLATED: &str = "shard invariant violated";
 
 /// The index hashes a command probes with (0 where it probes none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,13 +121,36 @@ impl SkuState {
         }
     }
 
-    fn debug_check(&self) {
-        debug_assert_eq!(
-            self.available + self.held + self.sold,
-            self.config.stock_total,
-            "stock conservation broken for sku {}",
-            self.config.sku_id
+    /// Stock conservation, in every build: `available + held + sold == stock_total`. Each
+    /// counter is at most 2^48 and every decrement is checked (`take_held`; `available` only
+    /// drops after a check that it has the units), so the sum cannot wrap.
+    #[inline(always)]
+    fn check(&self) {
+        let total = self
+            .available
+            .wrapping_add(self.held)
+            .wrapping_add(self.sold);
+        invariant!(
+            total == self.config.stock_total,
+            "stock conservation broken for sku {}: available {} + held {} + sold {} != stock_total {}",
+            self.config.sku_id,
+            self.available,
+            self.held,
+            self.sold,
+            self.config.stock_total
         );
+    }
+
+    /// Takes `qty` held units off the SKU (a hold paid or ended); the SKU must have them.
+    #[inline(always)]
+    fn take_held(&mut self, qty: u32) {
+        invariant!(
+            self.held >= u64::from(qty),
+            "sku {} releases {qty} held units but holds {}",
+            self.config.sku_id,
+            self.held
+        );
+        self.held -= u64::from(qty);
     }
 }
 
@@ -115,7 +167,31 @@ struct OrderRecord {
     status: OrderStatus,
 }
 
+const _: () = assert!(std::mem::size_of::<OrderRecord>() == 40);
+
 impl OrderRecord {
+    /// Ends a hold: the only legal transitions are held → paid | cancelled (before its expiry)
+    /// and held → expired (at or after it). Terminal states are final.
+    #[inline(always)]
+    fn resolve(&mut self, to: OrderStatus, now_ms: u64) {
+        let legal = self.status == OrderStatus::Held
+            && match to {
+                OrderStatus::Paid | OrderStatus::Cancelled => now_ms < self.expires_at_ms,
+                OrderStatus::Expired => now_ms >= self.expires_at_ms,
+                OrderStatus::Held => false,
+            };
+        invariant!(
+            legal,
+            "order {}: {:?} -> {:?} at {} ms is not a legal transition (expires at {} ms)",
+            self.order_id,
+            self.status,
+            to,
+            now_ms,
+            self.expires_at_ms
+        );
+        self.status = to;
+    }
+
     fn view(&self) -> OrderView {
         OrderView {
             order_id: self.order_id,
@@ -136,6 +212,8 @@ struct Allowance {
     sku_id: SkuId,
     units: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<Allowance>() == 16);
 
 /// One shard's whole state. See the module documentation.
 #[derive(Clone, Debug)]
@@ -291,11 +369,11 @@ impl Shard {
         self.now_ms = self.now_ms.max(now_ms);
         let mut expired = 0;
         for fifo in 0..self.expiry_queue.by_ttl.len() {
-            while let Some(&position) = self.expiry_queue.by_ttl[fifo].1.front() {
+            while let Some(&position) = self.expiry_queue.by_ttl[fifo].positions.front() {
                 if self.orders[position as usize].expires_at_ms > self.now_ms {
                     break;
                 }
-                self.expiry_queue.by_ttl[fifo].1.pop_front();
+                self.expiry_queue.by_ttl[fifo].positions.pop_front();
                 if self.expire(position) {
                     expired += 1;
                 }
@@ -312,7 +390,7 @@ impl Shard {
         self.expiry_queue
             .by_ttl
             .iter()
-            .filter_map(|(_, queue)| queue.front())
+            .filter_map(|fifo| fifo.positions.front())
             .map(|&position| self.orders[position as usize].expires_at_ms)
             .min()
     }
@@ -591,6 +669,10 @@ impl Shard {
         }
         // Fits: it is at most `per_user_limit`, a u32.
         let units_after = units_after as u32;
+        invariant!(
+            units_after <= sku.config.per_user_limit,
+            "user {user_id} would have {units_after} units of sku {sku_id}"
+        );
         let allowance = match allowance_probe {
             Probe::Found(at) => {
                 self.allowances[at as usize].units = units_after;
@@ -611,7 +693,7 @@ impl Shard {
         sku.max_user_units = sku.max_user_units.max(units_after);
         sku.available -= u64::from(qty);
         sku.held += u64::from(qty);
-        sku.debug_check();
+        sku.check();
         if !sku.availability_dirty {
             sku.availability_dirty = true;
             self.changed_skus.push(sku_id);
@@ -629,7 +711,7 @@ impl Shard {
         self.orders.push(order);
         self.order_index.fill(order_slot, position);
         self.expiry_queue
-            .push(hold_ttl_ms, order.expires_at_ms, position, &self.orders);
+            .push(hold_ttl_ms, order.expires_at_ms, position);
         self.created_orders.push(order_id);
         Outcome::Created(order.view())
     }
@@ -638,6 +720,7 @@ impl Shard {
         let Some(position) = self.find_order_hashed(order_id, order_hash) else {
             return Outcome::Rejected(Reject::UnknownOrder);
         };
+        let now_ms = self.now_ms;
         let order = &mut self.orders[position as usize];
         if order.user_id != user_id {
             return Outcome::Rejected(Reject::NotOwner);
@@ -648,16 +731,16 @@ impl Shard {
             OrderStatus::Expired => Outcome::Rejected(Reject::Expired),
             OrderStatus::Held => {
                 // `advance_time` has already expired every hold due at `now_ms`.
-                debug_assert!(order.expires_at_ms > self.now_ms);
-                order.status = OrderStatus::Paid;
+                order.resolve(OrderStatus::Paid, now_ms);
                 let view = order.view();
                 let sku = self
                     .skus
                     .get_mut(&view.sku_id)
                     .expect("an order's sku exists: skus are never removed");
-                sku.held -= u64::from(view.qty);
+                // Units move from held to sold: the sum stays whole once `take_held` has found
+                // them (conservation is asserted where `available` changes).
+                sku.take_held(view.qty);
                 sku.sold += u64::from(view.qty);
-                sku.debug_check();
                 Outcome::Order(view)
             }
         }
@@ -667,6 +750,7 @@ impl Shard {
         let Some(position) = self.find_order_hashed(order_id, order_hash) else {
             return Outcome::Rejected(Reject::UnknownOrder);
         };
+        let now_ms = self.now_ms;
         let order = &mut self.orders[position as usize];
         if order.user_id != user_id {
             return Outcome::Rejected(Reject::NotOwner);
@@ -676,7 +760,7 @@ impl Shard {
             OrderStatus::Paid => Outcome::Rejected(Reject::AlreadyPaid),
             OrderStatus::Expired => Outcome::Rejected(Reject::Expired),
             OrderStatus::Held => {
-                order.status = OrderStatus::Cancelled;
+                order.resolve(OrderStatus::Cancelled, now_ms);
                 let order = *order;
                 self.release_hold(&order);
                 Outcome::Order(order.view())
@@ -687,12 +771,12 @@ impl Shard {
     /// Expires the order at `position` if it is still held (each hold has one queue entry; the
     /// entries of holds paid or cancelled since are skipped here).
     fn expire(&mut self, position: u32) -> bool {
+        let now_ms = self.now_ms;
         let order = &mut self.orders[position as usize];
         if order.status != OrderStatus::Held {
             return false;
         }
-        debug_assert!(order.expires_at_ms <= self.now_ms);
-        order.status = OrderStatus::Expired;
+        order.resolve(OrderStatus::Expired, now_ms);
         let order = *order;
         self.release_hold(&order);
         true
@@ -704,15 +788,27 @@ impl Shard {
             .skus
             .get_mut(&order.sku_id)
             .expect("an order's sku exists: skus are never removed");
-        sku.held -= u64::from(order.qty);
+        sku.take_held(order.qty);
         sku.available += u64::from(order.qty);
-        sku.debug_check();
+        sku.check();
         if !sku.availability_dirty {
             sku.availability_dirty = true;
             self.changed_skus.push(order.sku_id);
         }
         let allowance = &mut self.allowances[order.allowance as usize];
-        debug_assert!(allowance.units >= order.qty, "user units underflow");
+        invariant!(
+            allowance.user_id == order.user_id
+                && allowance.sku_id == order.sku_id
+                && allowance.units >= order.qty,
+            "order {} of user {} for sku {} (qty {}) points at the allowance of user {} for sku {} with {} units",
+            order.order_id,
+            order.user_id,
+            order.sku_id,
+            order.qty,
+            allowance.user_id,
+            allowance.sku_id,
+            allowance.units
+        );
         allowance.units -= order.qty;
     }
 
@@ -746,7 +842,7 @@ impl Shard {
                 }
                 sku.config = config;
                 sku.available = config.stock_total - committed;
-                sku.debug_check();
+                sku.check();
                 if !sku.availability_dirty {
                     sku.availability_dirty = true;
                     self.changed_skus.push(sku_id);
@@ -769,7 +865,7 @@ impl Shard {
         let new_total = new_total as u64;
         sku.config.stock_total = new_total;
         sku.available = new_total - committed;
-        sku.debug_check();
+        sku.check();
         if !sku.availability_dirty {
             sku.availability_dirty = true;
             self.changed_skus.push(sku_id);
@@ -790,8 +886,8 @@ const MAX_INITIAL_FIFO_CAPACITY: usize = 1 << 16;
 
 #[derive(Clone, Debug, Default)]
 struct ExpiryQueue {
-    /// `(hold_ttl_ms, [order position])`, each FIFO in non-decreasing expiry.
-    by_ttl: Vec<(u64, VecDeque<u32>)>,
+    /// One FIFO per distinct hold TTL.
+    by_ttl: Vec<TtlFifo>,
     /// Room each new FIFO starts with.
     initial_capacity: usize,
 }
@@ -805,50 +901,58 @@ impl ExpiryQueue {
         }
     }
 
-    fn fifo(&mut self, hold_ttl_ms: u64) -> &mut VecDeque<u32> {
-        match self.by_ttl.iter().position(|(ttl, _)| *ttl == hold_ttl_ms) {
-            Some(index) => &mut self.by_ttl[index].1,
+    fn fifo(&mut self, hold_ttl_ms: u64) -> &mut TtlFifo {
+        match self.by_ttl.iter().position(|fifo| fifo.ttl_ms == hold_ttl_ms) {
+            Some(index) => &mut self.by_ttl[index],
             None => {
-                self.by_ttl
-                    .push((hold_ttl_ms, VecDeque::with_capacity(self.initial_capacity)));
-                &mut self.by_ttl.last_mut().expect("just pushed").1
+                self.by_ttl.push(TtlFifo {
+                    ttl_ms: hold_ttl_ms,
+                    positions: VecDeque::with_capacity(self.initial_capacity),
+                    last_expires_at_ms: 0,
+                });
+                self.by_ttl.last_mut().expect("just pushed")
             }
         }
     }
 
     /// Queues the hold at `position` (which expires at `expires_at_ms`) behind the others of
     /// its TTL.
-    fn push(
-        &mut self,
-        hold_ttl_ms: u64,
-        expires_at_ms: u64,
-        position: u32,
-        orders: &[OrderRecord],
-    ) {
-        let queue = self.fifo(hold_ttl_ms);
-        debug_assert!(
-            queue
-                .back()
-                .is_none_or(|&last| orders[last as usize].expires_at_ms <= expires_at_ms),
-            "a TTL's FIFO must stay sorted: time went backwards"
+    #[inline]
+    fn push(&mut self, hold_ttl_ms: u64, expires_at_ms: u64, position: u32) {
+        let fifo = self.fifo(hold_ttl_ms);
+        let last_expires_at_ms = fifo.last_expires_at_ms;
+        invariant!(
+            last_expires_at_ms <= expires_at_ms,
+            "time went backwards: a hold of ttl {hold_ttl_ms} expiring at {expires_at_ms} ms queued behind one expiring at {last_expires_at_ms} ms"
         );
-        let _ = (expires_at_ms, orders);
-        queue.push_back(position);
+        fifo.last_expires_at_ms = expires_at_ms;
+        fifo.positions.push_back(position);
     }
 
     /// Empty FIFOs are kept (the common TTL empties and refills all the time) unless TTLs have
     /// multiplied, so the number of fronts looked at stays small.
     fn prune_idle(&mut self) {
         if self.by_ttl.len() > MAX_IDLE_TTL_QUEUES {
-            self.by_ttl.retain(|(_, queue)| !queue.is_empty());
+            self.by_ttl.retain(|fifo| !fifo.positions.is_empty());
         }
     }
 
     fn positions(&self) -> impl Iterator<Item = u32> + '_ {
         self.by_ttl
             .iter()
-            .flat_map(|(_, queue)| queue.iter().copied())
+            .flat_map(|fifo| fifo.positions.iter().copied())
     }
+}
+
+/// The pending holds of one TTL, in the order they were made, which is their expiry order.
+#[derive(Clone, Debug)]
+struct TtlFifo {
+    ttl_ms: u64,
+    /// Order positions, in non-decreasing expiry.
+    positions: VecDeque<u32>,
+    /// The expiry of the last hold queued (0 before any): a later one may not be earlier, which
+    /// is time going backwards (asserted in every build).
+    last_expires_at_ms: u64,
 }
 
 /// A `Vec` with room for `capacity` items whose memory has been written once, in address order,
@@ -936,15 +1040,16 @@ impl Shard {
                 .expiry_queue
                 .by_ttl
                 .iter()
-                .map(|(ttl, queue)| {
-                    let live = queue
+                .map(|fifo| {
+                    let live = fifo
+                        .positions
                         .iter()
                         .copied()
                         .filter(|&position| {
                             self.orders[position as usize].status == OrderStatus::Held
                         })
                         .collect();
-                    (*ttl, live)
+                    (fifo.ttl_ms, live)
                 })
                 .filter(|(_, live): &(u64, Vec<u32>)| !live.is_empty())
                 .collect();
@@ -1179,7 +1284,7 @@ impl Shard {
                 return r.fail(format!("expiry FIFO of ttl {ttl} is empty"));
             }
             let queue = shard.expiry_queue.fifo(ttl);
-            queue.reserve(entries);
+            queue.positions.reserve(entries);
             let mut previous_expiry = 0u64;
             for _ in 0..entries {
                 let position = r.u32()?;
@@ -1198,7 +1303,8 @@ impl Shard {
                 previous_expiry = order.expires_at_ms;
                 queued[position as usize] = true;
                 queued_count += 1;
-                queue.push_back(position);
+                queue.positions.push_back(position);
+                queue.last_expires_at_ms = previous_expiry;
             }
         }
         if queued_count != held_orders {
@@ -1215,5 +1321,138 @@ impl Shard {
         shard.skus = skus;
         shard.now_ms = now_ms;
         Ok(shard)
+    }
+}
+
+/// A state a bug could leave behind, made on purpose by the tests of the fail-stop path (the
+/// production build has no way in).
+#[cfg(test)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Corruption {
+    /// One unit of the SKU counted held that no order holds.
+    HeldUnits(SkuId),
+    /// The allowance of the order's user counts none of its units.
+    AllowanceEmptied(OrderId),
+    /// The shard's clock set back to this instant, below the time it had reached.
+    TimeRewound(u64),
+}
+
+#[cfg(test)]
+impl Shard {
+    pub(crate) fn corrupt(&mut self, corruption: Corruption) {
+        match corruption {
+            Corruption::HeldUnits(sku_id) => {
+                self.skus.get_mut(&sku_id).expect("the sku exists").held += 1;
+            }
+            Corruption::AllowanceEmptied(order_id) => {
+                let position = self.find_order(order_id).expect("the order exists");
+                let allowance = self.orders[position as usize].allowance;
+                self.allowances[allowance as usize].units = 0;
+            }
+            Corruption::TimeRewound(now_ms) => self.now_ms = now_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard_with_a_hold() -> Shard {
+        let mut shard = Shard::with_capacity(16);
+        let mut outcomes = Vec::new();
+        shard.apply(
+            10,
+            &[
+                Command::UpsertSku(SkuConfig::simple(1, 10, 2, 1_000)),
+                reserve(7, 1),
+            ],
+            &mut outcomes,
+        );
+        assert!(matches!(outcomes[1], Outcome::Created(_)), "{outcomes:?}");
+        shard
+    }
+
+    fn reserve(order_id: OrderId, user_id: UserId) -> Command {
+        Command::Reserve {
+            order_id,
+            user_id,
+            sku_id: 1,
+            qty: 1,
+        }
+    }
+
+    /// Applies `commands` at `now_ms` to a shard left in `corruption`; the invariant's message
+    /// if it panics.
+    fn violation(corruption: Corruption, now_ms: u64, commands: &[Command]) -> Option<String> {
+        let mut shard = shard_with_a_hold();
+        shard.corrupt(corruption);
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shard.apply(now_ms, commands, &mut Vec::new());
+        }));
+        applied.err().map(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "a panic without a message".to_string())
+        })
+    }
+
+    #[test]
+    fn the_same_commands_pass_on_a_sound_shard() {
+        let mut shard = shard_with_a_hold();
+        let mut outcomes = Vec::new();
+        shard.apply(
+            20,
+            &[reserve(8, 2), Command::Cancel { order_id: 7, user_id: 1 }],
+            &mut outcomes,
+        );
+        assert!(matches!(outcomes[0], Outcome::Created(_)));
+        assert!(matches!(outcomes[1], Outcome::Order(_)));
+        shard.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn broken_stock_conservation_is_a_violation() {
+        let reason = violation(Corruption::HeldUnits(1), 20, &[reserve(8, 2)]).expect("it panics");
+        assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
+        assert!(reason.contains("stock conservation broken for sku 1"), "{reason}");
+    }
+
+    #[test]
+    fn releasing_units_a_user_does_not_have_is_a_violation() {
+        let cancel = Command::Cancel {
+            order_id: 7,
+            user_id: 1,
+        };
+        let reason = violation(Corruption::AllowanceEmptied(7), 20, &[cancel]).expect("it panics");
+        assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
+        assert!(reason.contains("points at the allowance"), "{reason}");
+    }
+
+    #[test]
+    fn a_hold_queued_out_of_time_order_is_a_violation() {
+        // The hold of order 7 was made at 10; with the clock back at 5, a new one would expire
+        // before it, behind it in the FIFO.
+        let reason =
+            violation(Corruption::TimeRewound(0), 5, &[reserve(8, 2)]).expect("it panics");
+        assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
+        assert!(reason.contains("time went backwards"), "{reason}");
+    }
+
+    #[test]
+    fn resolving_a_hold_on_the_wrong_side_of_its_expiry_is_a_violation() {
+        let mut order = shard_with_a_hold().orders[0];
+        let at_expiry = order.expires_at_ms;
+        let paid_late = std::panic::catch_unwind(move || order.resolve(OrderStatus::Paid, at_expiry));
+        assert!(paid_late.is_err());
+        let mut order = shard_with_a_hold().orders[0];
+        let expired_early =
+            std::panic::catch_unwind(move || order.resolve(OrderStatus::Expired, at_expiry - 1));
+        assert!(expired_early.is_err());
+        let mut order = shard_with_a_hold().orders[0];
+        order.resolve(OrderStatus::Cancelled, at_expiry - 1);
+        let twice = std::panic::catch_unwind(move || order.resolve(OrderStatus::Paid, 0));
+        assert!(twice.is_err(), "a terminal state is final");
     }
 }

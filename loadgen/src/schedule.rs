@@ -98,6 +98,8 @@ pub struct Req {
     pub user_id: UserId,
 }
 
+const _: () = assert!(std::mem::size_of::<Req>() == 32);
+
 impl Req {
     pub fn command(&self) -> Command {
         let (order_id, user_id) = (self.order_id, self.user_id);

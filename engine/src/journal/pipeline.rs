@@ -39,8 +39,9 @@ pub trait Acknowledge: Send + 'static {
     fn refuse(self);
 }
 
-/// The first durability failure of an engine, shared by all its journal threads and read by
-/// the submit path, which refuses everything once it is set.
+/// The first fail-stop failure of an engine — a journal's failed write or fsync, or a shard's
+/// violated invariant (`runtime`) — shared by its journal and shard threads and read by the
+/// submit path, which refuses everything once it is set.
 #[derive(Debug, Default)]
 pub struct DurabilityFailure {
     failed: AtomicBool,
