@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use super::Shared;
-use super::io::IdleTimeout;
+use super::io::{IdleTimeout, LingeringClose};
 use super::metrics::{
     OUT_INVALID_REQUEST, OUT_RATE_LIMITED, OUT_UNAUTHORIZED, Transport, op_index, outcome_index,
 };
@@ -60,6 +60,7 @@ pub(crate) async fn run(
         ))
         .keep_alive(true);
     let idle = Duration::from_millis(shared.config.idle_timeout_ms.max(1));
+    let linger = Duration::from_millis(shared.config.lingering_close_ms);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -80,7 +81,7 @@ pub(crate) async fn run(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleTimeout::new(stream, idle));
+        let io = TokioIo::new(LingeringClose::new(IdleTimeout::new(stream, idle), linger));
         let connection = builder.serve_connection(io, api.clone());
         let connection = graceful.watch(connection);
         let metrics = shared.metrics.clone();
@@ -459,14 +460,17 @@ async fn read_json<T: DeserializeOwned>(
 ) -> Result<T, Answered> {
     let max = shared.config.max_body_bytes;
     let too_large = || {
-        (
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                &format!("the request body is larger than {max} bytes"),
-            ),
-            OUT_INVALID_REQUEST,
-        )
+        let mut response = error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("the request body is larger than {max} bytes"),
+        );
+        // The rest of the body is not read: the connection ends after this answer (with a
+        // lingering close, so a client still writing its body gets to read it).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        (response, OUT_INVALID_REQUEST)
     };
     if let Some(length) = headers.get(header::CONTENT_LENGTH)
         && length
