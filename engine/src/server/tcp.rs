@@ -316,6 +316,8 @@ fn decode_batch(
                     *authenticated = true;
                     pending.answer(request_id, OP_AUTH, Reply::AuthOk, OUT_OK);
                 } else {
+                    // The connection has the authority of its last auth (docs/protocol.md §2.3).
+                    *authenticated = false;
                     pending.answer(
                         request_id,
                         OP_AUTH,
