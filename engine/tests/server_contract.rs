@@ -86,7 +86,9 @@ async fn sku_settings_valid_and_invalid() {
         .admin(Method::POST, "/v1/skus/2/restock", r#"{"delta":1}"#)
         .await;
     assert_error(&over_cap, 409, "invalid_restock", "range");
-    let too_much = http.put_sku(3, &sku_body(MAX_STOCK_TOTAL + 1, 1, 60_000)).await;
+    let too_much = http
+        .put_sku(3, &sku_body(MAX_STOCK_TOTAL + 1, 1, 60_000))
+        .await;
     assert_error(&too_much, 400, "invalid_request", "stock_total");
     assert_error(
         &http.put_sku(3, &sku_body(5, 1, 0)).await,
@@ -130,17 +132,31 @@ async fn sku_settings_valid_and_invalid() {
         Outcome::Rejected(Reject::SoldOut)
     );
     assert!(matches!(
-        tcp(&client, Command::UpsertSku(config(MAX_STOCK_TOTAL, 2, 60_000))).await,
+        tcp(
+            &client,
+            Command::UpsertSku(config(MAX_STOCK_TOTAL, 2, 60_000))
+        )
+        .await,
         Outcome::Sku(_)
     ));
-    assert!(matches!(tcp(&client, reserve(20, 1, 10, 2)).await, Outcome::Created(_)));
+    assert!(matches!(
+        tcp(&client, reserve(20, 1, 10, 2)).await,
+        Outcome::Created(_)
+    ));
     assert_eq!(
         tcp(&client, Command::UpsertSku(config(5, 1, 60_000))).await,
         Outcome::Rejected(Reject::InvalidSku),
         "the limit may not go below the 2 units user 1 has"
     );
     assert_eq!(
-        tcp(&client, Command::Restock { sku_id: 10, delta: 1 }).await,
+        tcp(
+            &client,
+            Command::Restock {
+                sku_id: 10,
+                delta: 1
+            }
+        )
+        .await,
         Outcome::Rejected(Reject::InvalidRestock)
     );
     server.shutdown().await;
@@ -164,7 +180,10 @@ async fn the_sale_window_starts_inclusive_ends_exclusive_and_governs_reserves_on
     );
     set_clock(&server, start);
     assert_eq!(http.order(1, 1, 1, 1).await.status, 201);
-    assert!(matches!(tcp(&client, reserve(2, 2, 1, 1)).await, Outcome::Created(_)));
+    assert!(matches!(
+        tcp(&client, reserve(2, 2, 1, 1)).await,
+        Outcome::Created(_)
+    ));
     set_clock(&server, end - 1);
     assert_eq!(http.order(3, 3, 1, 1).await.status, 201);
     set_clock(&server, end);
@@ -212,7 +231,11 @@ async fn a_reserves_checks_answer_in_the_documented_order() {
     // Available, over the limit: invalid_qty, though also not on sale.
     let over_limit = http.order(1, 1, 1, 2).await;
     assert_error(&over_limit, 400, "invalid_qty", "per_user_limit");
-    assert!(over_limit.detail().contains("at least 1"), "{}", over_limit.detail());
+    assert!(
+        over_limit.detail().contains("at least 1"),
+        "{}",
+        over_limit.detail()
+    );
     assert_eq!(
         tcp(&client, reserve(1, 1, 1, 2)).await,
         Outcome::Rejected(Reject::InvalidQty)
@@ -229,7 +252,12 @@ async fn a_reserves_checks_answer_in_the_documented_order() {
         Outcome::Rejected(Reject::SoldOut)
     );
     // The known id comes first: another SKU (even an unknown one) is an id conflict.
-    assert_error(&http.order(2, 1, 99, 0).await, 409, "id_conflict", "order_id");
+    assert_error(
+        &http.order(2, 1, 99, 0).await,
+        409,
+        "id_conflict",
+        "order_id",
+    );
     assert_eq!(
         tcp(&client, reserve(2, 1, 1, 1)).await,
         Outcome::Rejected(Reject::IdConflict)
@@ -244,8 +272,16 @@ async fn a_retried_reserve_answers_the_orders_current_state() {
     let (server, http, client) = contract_server().await;
     assert_eq!(http.put_sku(1, &sku_body(5, 5, 1_000)).await.status, 201);
     assert_eq!(http.order(1, 1, 1, 1).await.status, 201);
-    assert!(matches!(tcp(&client, reserve(2, 1, 1, 1)).await, Outcome::Created(_)));
-    assert_eq!(http.post("/v1/orders/1/cancel", r#"{"user_id":1}"#).await.status, 200);
+    assert!(matches!(
+        tcp(&client, reserve(2, 1, 1, 1)).await,
+        Outcome::Created(_)
+    ));
+    assert_eq!(
+        http.post("/v1/orders/1/cancel", r#"{"user_id":1}"#)
+            .await
+            .status,
+        200
+    );
     let retried = http.order(1, 1, 1, 1).await;
     assert_eq!(retried.status, 200);
     assert_eq!(retried.json()["status"], "cancelled");
@@ -266,18 +302,41 @@ async fn cancelled_and_expired_holds_give_the_user_their_units_back() {
     let (server, http, client) = contract_server().await;
     assert_eq!(http.put_sku(1, &sku_body(10, 1, 1_000)).await.status, 201);
     assert_eq!(http.order(1, 7, 1, 1).await.status, 201);
-    assert_error(&http.order(2, 7, 1, 1).await, 409, "limit_exceeded", "limit");
-    assert_eq!(http.post("/v1/orders/1/cancel", r#"{"user_id":7}"#).await.status, 200);
+    assert_error(
+        &http.order(2, 7, 1, 1).await,
+        409,
+        "limit_exceeded",
+        "limit",
+    );
+    assert_eq!(
+        http.post("/v1/orders/1/cancel", r#"{"user_id":7}"#)
+            .await
+            .status,
+        200
+    );
     assert_eq!(http.order(2, 7, 1, 1).await.status, 201);
     assert_eq!(
         tcp(&client, reserve(3, 7, 1, 1)).await,
         Outcome::Rejected(Reject::LimitExceeded)
     );
     set_clock(&server, T0 + 1_000);
-    assert!(matches!(tcp(&client, reserve(3, 7, 1, 1)).await, Outcome::Created(_)));
+    assert!(matches!(
+        tcp(&client, reserve(3, 7, 1, 1)).await,
+        Outcome::Created(_)
+    ));
     // A paid unit keeps counting.
-    assert_eq!(http.post("/v1/orders/3/pay", r#"{"user_id":7}"#).await.status, 200);
-    assert_error(&http.order(4, 7, 1, 1).await, 409, "limit_exceeded", "limit");
+    assert_eq!(
+        http.post("/v1/orders/3/pay", r#"{"user_id":7}"#)
+            .await
+            .status,
+        200
+    );
+    assert_error(
+        &http.order(4, 7, 1, 1).await,
+        409,
+        "limit_exceeded",
+        "limit",
+    );
     server.shutdown().await;
 }
 
@@ -303,8 +362,14 @@ async fn pay_and_cancel_answer_as_the_table_says() {
     );
     // Raw TCP: the reply tags of pay and cancel, first and repeated.
     let mut stream = raw_handshake(server.tcp_addr).await;
-    let pay = Command::Pay { order_id: 2, user_id: 1 };
-    let cancel = Command::Cancel { order_id: 3, user_id: 1 };
+    let pay = Command::Pay {
+        order_id: 2,
+        user_id: 1,
+    };
+    let cancel = Command::Cancel {
+        order_id: 3,
+        user_id: 1,
+    };
     for (command, status) in [
         (pay, OrderStatus::Paid),
         (pay, OrderStatus::Paid),
@@ -319,10 +384,34 @@ async fn pay_and_cancel_answer_as_the_table_says() {
         );
     }
     for (command, reject) in [
-        (Command::Cancel { order_id: 2, user_id: 1 }, Reject::AlreadyPaid),
-        (Command::Pay { order_id: 3, user_id: 1 }, Reject::Cancelled),
-        (Command::Pay { order_id: 4, user_id: 2 }, Reject::NotOwner),
-        (Command::Pay { order_id: 99, user_id: 1 }, Reject::UnknownOrder),
+        (
+            Command::Cancel {
+                order_id: 2,
+                user_id: 1,
+            },
+            Reject::AlreadyPaid,
+        ),
+        (
+            Command::Pay {
+                order_id: 3,
+                user_id: 1,
+            },
+            Reject::Cancelled,
+        ),
+        (
+            Command::Pay {
+                order_id: 4,
+                user_id: 2,
+            },
+            Reject::NotOwner,
+        ),
+        (
+            Command::Pay {
+                order_id: 99,
+                user_id: 1,
+            },
+            Reject::UnknownOrder,
+        ),
     ] {
         let (tag, reply) = raw_request(&mut stream, Request::Command(command)).await;
         assert_eq!(tag, 0x05, "{command:?}");
@@ -360,14 +449,20 @@ async fn the_handshake_ignores_its_reserved_bytes_and_has_a_deadline() {
         protocol::parse_server_handshake(&answer),
         Ok(HandshakeStatus::Ok)
     );
-    let (_, reply) = raw_request(&mut stream, Request::Command(Command::QueryOrder { order_id: 5 })).await;
-    assert_eq!(reply, Reply::Outcome(Outcome::Rejected(Reject::UnknownOrder)));
+    let (_, reply) = raw_request(
+        &mut stream,
+        Request::Command(Command::QueryOrder { order_id: 5 }),
+    )
+    .await;
+    assert_eq!(
+        reply,
+        Reply::Outcome(Outcome::Rejected(Reject::UnknownOrder))
+    );
     // Half a handshake, then nothing: closed at the header timeout (300 ms here), no answer.
     let mut slow = TcpStream::connect(server.tcp_addr).await.unwrap();
     slow.write_all(&hello[..5]).await.unwrap();
     let mut rest = Vec::new();
-    let closed =
-        tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut rest)).await;
+    let closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "an incomplete handshake must be dropped");
     assert!(rest.is_empty(), "without an answer: {rest:?}");
     server.shutdown().await;
@@ -389,12 +484,21 @@ async fn admin_frames_shape_before_authority_and_the_last_auth_counts() {
     stream.write_all(&frame).await.unwrap();
     let (_, _, reply) = read_raw_reply(&mut stream).await.expect("an error reply");
     assert!(
-        matches!(reply, Reply::Error { code: ErrorCode::MalformedFrame, .. }),
+        matches!(
+            reply,
+            Reply::Error {
+                code: ErrorCode::MalformedFrame,
+                ..
+            }
+        ),
         "{reply:?}"
     );
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed after it: {rest:?}");
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed after it: {rest:?}"
+    );
     // Right token, then a wrong one: admin commands are unauthorized again; the connection
     // stays open.
     let mut stream = raw_handshake(server.tcp_addr).await;
@@ -404,15 +508,33 @@ async fn admin_frames_shape_before_authority_and_the_last_auth_counts() {
     let (tag, created) = raw_request(&mut stream, upsert.clone()).await;
     assert_eq!(tag, 0x03, "{created:?}");
     let (_, wrong) = raw_request(&mut stream, Request::Auth(b"wrong".to_vec())).await;
-    assert!(matches!(wrong, Reply::Error { code: ErrorCode::Unauthorized, .. }));
+    assert!(matches!(
+        wrong,
+        Reply::Error {
+            code: ErrorCode::Unauthorized,
+            ..
+        }
+    ));
     let (_, refused) = raw_request(&mut stream, upsert).await;
     assert!(
-        matches!(refused, Reply::Error { code: ErrorCode::Unauthorized, .. }),
+        matches!(
+            refused,
+            Reply::Error {
+                code: ErrorCode::Unauthorized,
+                ..
+            }
+        ),
         "{refused:?}"
     );
-    let (_, still_open) =
-        raw_request(&mut stream, Request::Command(Command::QuerySku { sku_id: 5 })).await;
-    assert!(matches!(still_open, Reply::Outcome(Outcome::Sku(_))), "{still_open:?}");
+    let (_, still_open) = raw_request(
+        &mut stream,
+        Request::Command(Command::QuerySku { sku_id: 5 }),
+    )
+    .await;
+    assert!(
+        matches!(still_open, Reply::Outcome(Outcome::Sku(_))),
+        "{still_open:?}"
+    );
     server.shutdown().await;
 }
 
@@ -436,9 +558,15 @@ async fn a_half_closed_client_gets_every_complete_answer_then_the_close() {
     for request_id in 1..=3u32 {
         let (id, _, reply) = read_raw_reply(&mut stream).await.expect("an answer");
         assert_eq!(id, request_id);
-        assert_eq!(reply, Reply::Outcome(Outcome::Rejected(Reject::UnknownOrder)));
+        assert_eq!(
+            reply,
+            Reply::Outcome(Outcome::Rejected(Reject::UnknownOrder))
+        );
     }
-    assert!(read_raw_reply(&mut stream).await.is_none(), "then the close");
+    assert!(
+        read_raw_reply(&mut stream).await.is_none(),
+        "then the close"
+    );
     server.shutdown().await;
 }
 

@@ -85,7 +85,10 @@ async fn a_client_that_sends_its_whole_oversized_body_first_reads_the_413() {
     assert!(read.is_ok(), "reading the answer: {read:?} after {text:?}");
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("payload_too_large"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
     server.shutdown().await;
 }
 
@@ -107,8 +110,7 @@ async fn the_lingering_close_ends_for_a_client_that_never_stops_sending() {
     let started = Instant::now();
     let chunk = vec![b' '; 64 * 1024];
     let stopped = loop {
-        if stream.write_all(&chunk).await.is_err() || started.elapsed() > Duration::from_secs(5)
-        {
+        if stream.write_all(&chunk).await.is_err() || started.elapsed() > Duration::from_secs(5) {
             break started.elapsed();
         }
     };
@@ -117,7 +119,10 @@ async fn the_lingering_close_ends_for_a_client_that_never_stops_sending() {
         "still accepted after {stopped:?}"
     );
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(Http::new(server.http_addr).get("/healthz").await.status, 200);
+    assert_eq!(
+        Http::new(server.http_addr).get("/healthz").await.status,
+        200
+    );
     server.shutdown().await;
 }
 
@@ -142,7 +147,10 @@ async fn a_tcp_frame_trickled_byte_by_byte_is_cut_off_at_its_deadline() {
     );
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest).await;
-    assert!(rest.is_empty(), "no answer to a frame never completed: {rest:?}");
+    assert!(
+        rest.is_empty(),
+        "no answer to a frame never completed: {rest:?}"
+    );
     server.shutdown().await;
 }
 
@@ -175,10 +183,14 @@ async fn http_headers_trickled_byte_by_byte_are_cut_off_at_their_deadline() {
     let server = start(slow_client_config()).await;
     let mut stream = TcpStream::connect(server.http_addr).await.unwrap();
     let started = Instant::now();
-    let request = b"GET /healthz HTTP/1.1\r\nhost: trickle.example\r\nx-padding: 0123456789\r\n\r\n";
+    let request =
+        b"GET /healthz HTTP/1.1\r\nhost: trickle.example\r\nx-padding: 0123456789\r\n\r\n";
     let (stopped, sent) = trickle(&mut stream, request).await;
     let took = stopped - started;
-    assert!(sent < request.len(), "headers accepted byte by byte over {took:?}");
+    assert!(
+        sent < request.len(),
+        "headers accepted byte by byte over {took:?}"
+    );
     assert!(
         took >= Duration::from_millis(DEADLINE_MS - 50) && took < Duration::from_secs(2),
         "cut off after {took:?}, the deadline is {DEADLINE_MS} ms"
