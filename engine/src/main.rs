@@ -82,6 +82,13 @@ struct ServeArgs {
     /// Close a connection idle for this long.
     #[arg(long, default_value_t = 60_000)]
     idle_timeout_ms: u64,
+    /// An HTTP request's headers, a TCP handshake and each TCP frame (from its first byte) must
+    /// arrive within this, however slowly their bytes trickle in.
+    #[arg(long, default_value_t = 5_000)]
+    header_timeout_ms: u64,
+    /// An HTTP request body must arrive within this (408 otherwise).
+    #[arg(long, default_value_t = 10_000)]
+    body_timeout_ms: u64,
     /// Batches each shard queue holds before answering busy.
     #[arg(long, default_value_t = 4096)]
     queue_capacity_batches: usize,
@@ -212,6 +219,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         catalog,
         max_connections: args.max_connections,
         idle_timeout_ms: args.idle_timeout_ms,
+        header_read_timeout_ms: args.header_timeout_ms,
+        body_read_timeout_ms: args.body_timeout_ms,
         user_rate_limit_per_s: args.user_rate_limit,
         capture: capture.clone(),
         ..ServerConfig::default()

@@ -952,7 +952,12 @@ mod tests {
             clock: Clock::manual(1_000),
             ..EngineConfig::default()
         };
-        let (broken, sound) = (1u32, (2..100).find(|&sku| shard_of_sku(sku, 2) != shard_of_sku(1, 2)).unwrap());
+        let (broken, sound) = (
+            1u32,
+            (2..100)
+                .find(|&sku| shard_of_sku(sku, 2) != shard_of_sku(1, 2))
+                .unwrap(),
+        );
         let shards = (0..2).map(|index| {
             let mut shard = Shard::with_capacity(64);
             for sku in [broken, sound] {
@@ -982,8 +987,14 @@ mod tests {
     #[test]
     fn a_sound_engine_serves_both_skus() {
         let (engine, broken, sound) = engine_with_a_broken_shard();
-        assert!(matches!(engine.execute(reserve(1, sound)), Outcome::Created(_)));
-        assert!(matches!(engine.execute(Command::QuerySku { sku_id: broken }), Outcome::Sku(_)));
+        assert!(matches!(
+            engine.execute(reserve(1, sound)),
+            Outcome::Created(_)
+        ));
+        assert!(matches!(
+            engine.execute(Command::QuerySku { sku_id: broken }),
+            Outcome::Sku(_)
+        ));
         assert_eq!(engine.durability_failure(), None);
         engine.shutdown();
     }
@@ -998,7 +1009,10 @@ mod tests {
         assert_eq!(outcomes, vec![Outcome::Rejected(Reject::Busy); 2]);
         let reason = engine.durability_failure().expect("the engine has stopped");
         assert!(reason.contains(INVARIANT_VIOLATED), "{reason}");
-        assert!(reason.contains("stock conservation broken for sku 1"), "{reason}");
+        assert!(
+            reason.contains("stock conservation broken for sku 1"),
+            "{reason}"
+        );
         // Nothing is served any more, on the broken shard or the sound one, nor by the router.
         for command in [
             reserve(3, sound),
@@ -1006,7 +1020,11 @@ mod tests {
             Command::QuerySku { sku_id: broken },
             Command::QueryOrder { order_id: 1 },
         ] {
-            assert_eq!(engine.execute(command), Outcome::Rejected(Reject::Busy), "{command:?}");
+            assert_eq!(
+                engine.execute(command),
+                Outcome::Rejected(Reject::Busy),
+                "{command:?}"
+            );
         }
         assert!(engine.stats().busy_rejections >= 6);
         engine.shutdown();
@@ -1021,7 +1039,13 @@ mod tests {
         let stream = engine.stream();
         for batch in [
             vec![reserve(1, broken)],
-            vec![reserve(2, broken), Command::Pay { order_id: 2, user_id: 2 }],
+            vec![
+                reserve(2, broken),
+                Command::Pay {
+                    order_id: 2,
+                    user_id: 2,
+                },
+            ],
             // Order 2 again, for the other shard's SKU: it waits for the claim on the broken one.
             vec![reserve(2, sound)],
         ] {
@@ -1035,7 +1059,9 @@ mod tests {
                 .recv_timeout(Duration::from_secs(10))
                 .expect("every batch is answered");
             assert!(
-                outcomes.iter().all(|o| *o == Outcome::Rejected(Reject::Busy)),
+                outcomes
+                    .iter()
+                    .all(|o| *o == Outcome::Rejected(Reject::Busy)),
                 "{outcomes:?}"
             );
         }

@@ -902,7 +902,11 @@ impl ExpiryQueue {
     }
 
     fn fifo(&mut self, hold_ttl_ms: u64) -> &mut TtlFifo {
-        match self.by_ttl.iter().position(|fifo| fifo.ttl_ms == hold_ttl_ms) {
+        match self
+            .by_ttl
+            .iter()
+            .position(|fifo| fifo.ttl_ms == hold_ttl_ms)
+        {
             Some(index) => &mut self.by_ttl[index],
             None => {
                 self.by_ttl.push(TtlFifo {
@@ -1404,7 +1408,13 @@ mod tests {
         let mut outcomes = Vec::new();
         shard.apply(
             20,
-            &[reserve(8, 2), Command::Cancel { order_id: 7, user_id: 1 }],
+            &[
+                reserve(8, 2),
+                Command::Cancel {
+                    order_id: 7,
+                    user_id: 1,
+                },
+            ],
             &mut outcomes,
         );
         assert!(matches!(outcomes[0], Outcome::Created(_)));
@@ -1416,7 +1426,10 @@ mod tests {
     fn broken_stock_conservation_is_a_violation() {
         let reason = violation(Corruption::HeldUnits(1), 20, &[reserve(8, 2)]).expect("it panics");
         assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
-        assert!(reason.contains("stock conservation broken for sku 1"), "{reason}");
+        assert!(
+            reason.contains("stock conservation broken for sku 1"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -1434,8 +1447,7 @@ mod tests {
     fn a_hold_queued_out_of_time_order_is_a_violation() {
         // The hold of order 7 was made at 10; with the clock back at 5, a new one would expire
         // before it, behind it in the FIFO.
-        let reason =
-            violation(Corruption::TimeRewound(0), 5, &[reserve(8, 2)]).expect("it panics");
+        let reason = violation(Corruption::TimeRewound(0), 5, &[reserve(8, 2)]).expect("it panics");
         assert!(reason.starts_with(INVARIANT_VIOLATED), "{reason}");
         assert!(reason.contains("time went backwards"), "{reason}");
     }
@@ -1444,7 +1456,8 @@ mod tests {
     fn resolving_a_hold_on_the_wrong_side_of_its_expiry_is_a_violation() {
         let mut order = shard_with_a_hold().orders[0];
         let at_expiry = order.expires_at_ms;
-        let paid_late = std::panic::catch_unwind(move || order.resolve(OrderStatus::Paid, at_expiry));
+        let paid_late =
+            std::panic::catch_unwind(move || order.resolve(OrderStatus::Paid, at_expiry));
         assert!(paid_late.is_err());
         let mut order = shard_with_a_hold().orders[0];
         let expired_early =

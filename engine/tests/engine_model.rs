@@ -5,9 +5,12 @@
 //! must ignore). The engine with N shards must answer exactly as the Model — one big shard, the
 //! contract written plainly — does for the same stream in submission order.
 //!
-//! Each run checks at least `MIN_COMMANDS_PER_RUN` commands in total. The long run is the same
-//! test with a bigger budget: `FLASHSALE_MODEL_COMMANDS=10000000 cargo test --release -p
-//! flashsale-engine --test engine_model -- --nocapture` (see docs/benchmarks.md for its figure).
+//! Each run checks at least `MIN_COMMANDS_PER_RUN` commands per shard count, over 10^6 in all.
+//! The long run is the same test with a bigger budget: `FLASHSALE_MODEL_COMMANDS=10000000 cargo
+//! test -p flashsale-engine --test engine_model -- --nocapture` (see docs/benchmarks.md for its
+//! figure). Every round of 64 cases draws from its own seed, derived from a base seed that is
+//! random and printed (so a failure names what reproduces it) unless `FLASHSALE_MODEL_SEED` fixes
+//! it; a long run across seeds is several runs with different bases.
 
 mod model_support;
 
@@ -177,21 +180,44 @@ fn engine_matches_the_model(
 /// reach that path, not just pass around it.
 static WAITED: AtomicU64 = AtomicU64::new(0);
 
+/// The base seed of this run: `FLASHSALE_MODEL_SEED`, or a random one.
+fn base_seed() -> u64 {
+    std::env::var("FLASHSALE_MODEL_SEED")
+        .ok()
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |elapsed| elapsed.as_nanos()),
+            );
+            hasher.finish()
+        })
+}
+
 /// Runs the property for `shards` until at least `budget` commands were checked.
 fn run(shards: usize) {
     let budget = std::env::var("FLASHSALE_MODEL_COMMANDS")
         .ok()
         .and_then(|value| value.parse::<u64>().ok())
         .map_or(MIN_COMMANDS_PER_RUN, |total| total / 3);
+    let base = base_seed();
     let checked = AtomicU64::new(0);
     let started = Instant::now();
-    let mut rounds = 0u32;
+    let mut rounds = 0u64;
     while checked.load(Ordering::Relaxed) < budget {
+        // Each round its own seed, so one base seed reproduces the whole run.
+        let seed = base
+            .wrapping_add((shards as u64) << 32)
+            .wrapping_add(rounds);
         rounds += 1;
         let mut runner = TestRunner::new(Config {
             cases: 64,
             max_shrink_iters: 4_000,
             failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
             ..Config::default()
         });
         let outcome = runner.run(&proptest::collection::vec(step(), 20..120), |steps| {
@@ -200,12 +226,14 @@ fn run(shards: usize) {
             Ok(())
         });
         if let Err(failure) = outcome {
-            panic!("{shards} shards: the engine and the model differ: {failure}");
+            panic!(
+                "{shards} shards, round {rounds} (FLASHSALE_MODEL_SEED={base} reproduces this run): the engine and the model differ: {failure}"
+            );
         }
     }
     let checked = checked.into_inner();
     eprintln!(
-        "engine_model: {shards} shards: {checked} commands in {} rounds of 64 cases, {:.1} s ({} reserves waited, all tests so far)",
+        "engine_model: {shards} shards: {checked} commands in {} rounds of 64 cases from base seed {base}, {:.1} s ({} reserves waited, all tests so far)",
         rounds,
         started.elapsed().as_secs_f64(),
         WAITED.load(Ordering::Relaxed)
@@ -409,10 +437,12 @@ fn racing_streams_answer_as_the_model_in_the_engines_order() {
         } else {
             150
         };
+        let base = base_seed();
         let mut runner = TestRunner::new(Config {
             cases,
             max_shrink_iters: 2_000,
             failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(base.wrapping_add(shards as u64)),
             ..Config::default()
         });
         let per_step = (
@@ -426,10 +456,12 @@ fn racing_streams_answer_as_the_model_in_the_engines_order() {
             Ok(())
         });
         if let Err(failure) = outcome {
-            panic!("{shards} shards, {STREAMS} streams: {failure}");
+            panic!(
+                "{shards} shards, {STREAMS} streams (cases from FLASHSALE_MODEL_SEED={base}; the interleaving is the threads'): {failure}"
+            );
         }
         eprintln!(
-            "engine_model: {shards} shards, {STREAMS} racing streams: {} commands",
+            "engine_model: {shards} shards, {STREAMS} racing streams: {} commands from base seed {base}",
             checked.into_inner()
         );
     }

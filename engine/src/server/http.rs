@@ -32,11 +32,17 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use super::Shared;
+<<<<<<< HEAD
 use super::io::IdleTimeout;
 use super::limits::{Guard, guard};
 use super::metrics::{Op, Transport};
 use crate::types::{
     Command, CommandKind, OrderView, Outcome, OutcomeCode, Reject, SkuConfig, SkuView,
+=======
+use super::io::{IdleTimeout, LingeringClose};
+use super::metrics::{
+    OUT_INVALID_REQUEST, OUT_RATE_LIMITED, OUT_UNAUTHORIZED, Transport, op_index, outcome_index,
+>>>>>>> contract2
 };
 
 /// What every handler answers.
@@ -61,6 +67,7 @@ pub(crate) async fn run(
         ))
         .keep_alive(true);
     let idle = Duration::from_millis(shared.config.idle_timeout_ms.max(1));
+    let linger = Duration::from_millis(shared.config.lingering_close_ms);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -81,7 +88,7 @@ pub(crate) async fn run(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleTimeout::new(stream, idle));
+        let io = TokioIo::new(LingeringClose::new(IdleTimeout::new(stream, idle), linger));
         let connection = builder.serve_connection(io, api.clone());
         let connection = graceful.watch(connection);
         let metrics = shared.metrics.clone();
@@ -456,10 +463,24 @@ async fn read_json<T: DeserializeOwned>(
 ) -> Result<T, Answered> {
     let max = shared.config.max_body_bytes;
     let too_large = || {
+<<<<<<< HEAD
         error_answer(
             OutcomeCode::PayloadTooLarge,
             &format!("the request body is larger than {max} bytes"),
         )
+=======
+        let mut response = error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("the request body is larger than {max} bytes"),
+        );
+        // The rest of the body is not read: the connection ends after this answer (with a
+        // lingering close, so a client still writing its body gets to read it).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        (response, OUT_INVALID_REQUEST)
+>>>>>>> contract2
     };
     if let Some(length) = headers.get(header::CONTENT_LENGTH)
         && length

@@ -43,10 +43,14 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A connection that sends nothing (and takes nothing) for this long is closed.
     pub idle_timeout_ms: u64,
-    /// An HTTP request's headers (and a TCP handshake) must arrive within this.
+    /// An HTTP request's headers, a TCP handshake, and each TCP frame (from its first byte)
+    /// must arrive within this, however slowly their bytes trickle in.
     pub header_read_timeout_ms: u64,
     /// An HTTP request body must arrive within this.
     pub body_read_timeout_ms: u64,
+    /// How long an HTTP connection being closed keeps reading (and dropping) what its client
+    /// still sends, so that an early answer (413) is read instead of lost to a reset.
+    pub lingering_close_ms: u64,
     /// Largest HTTP request body; larger ones answer 413.
     pub max_body_bytes: usize,
     /// On shutdown, connections get this long to finish what is in flight.
@@ -83,6 +87,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 60_000,
             header_read_timeout_ms: 5_000,
             body_read_timeout_ms: 10_000,
+            lingering_close_ms: 2_000,
             max_body_bytes: 16 * 1024,
             drain_timeout_ms: 10_000,
             gateway_queue_capacity: 65_536,

@@ -166,9 +166,13 @@ async fn read_loop(
 ) {
     let max_buffer = shared.config.tcp_read_buffer_bytes;
     let idle = Duration::from_millis(shared.config.idle_timeout_ms.max(1));
+    let frame_timeout = Duration::from_millis(shared.config.header_read_timeout_ms.max(1));
     let mut target = 8 * 1024.min(max_buffer);
     let mut buf = BytesMut::with_capacity(target);
     let mut authenticated = false;
+    // When the incomplete frame at the end of `buf` must be whole: its first byte's read plus
+    // the frame timeout, however often bytes of it arrive since.
+    let mut frame_deadline: Option<tokio::time::Instant> = None;
     loop {
         // The buffer never holds more than one incomplete frame between reads, so reserving
         // up to `target` keeps it within `max_buffer + MAX_FRAME_LEN`.
@@ -176,8 +180,11 @@ async fn read_loop(
             buf.reserve(target);
         }
         let spare_before = buf.capacity() - buf.len();
+        let wait = frame_deadline.map_or(idle, |deadline| {
+            idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        });
         let read = tokio::select! {
-            read = tokio::time::timeout(idle, reader.read_buf(&mut buf)) => read,
+            read = tokio::time::timeout(wait, reader.read_buf(&mut buf)) => read,
             _ = shutdown.wait_for(|stop| *stop) => break,
         };
         match read {
@@ -189,10 +196,31 @@ async fn read_loop(
             }
         }
         let (pending, close) = decode_batch(&mut buf, shared, stream, &mut authenticated);
-        if let Some(pending) = pending
-            && sender.send(pending).await.is_err()
-        {
-            break;
+        // A frame that began in this read (the buffer was empty, or a frame ended in it) starts
+        // its clock now; one that is still incomplete keeps the clock of its first byte.
+        frame_deadline = match (buf.is_empty(), frame_deadline) {
+            (true, _) => None,
+            (false, Some(deadline)) if pending.is_none() => Some(deadline),
+            (false, _) => Some(tokio::time::Instant::now() + frame_timeout),
+        };
+        if let Some(pending) = pending {
+            let sent = match sender.try_send(pending) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(mpsc::error::TrySendError::Full(pending)) => {
+                    // Back-pressure: the server, not the client, is slow now, so the wait does
+                    // not count against the frame's deadline.
+                    let blocked_from = tokio::time::Instant::now();
+                    let sent = sender.send(pending).await.is_ok();
+                    if let Some(deadline) = frame_deadline.as_mut() {
+                        *deadline += blocked_from.elapsed();
+                    }
+                    sent
+                }
+            };
+            if !sent {
+                break;
+            }
         }
         if close {
             break;
@@ -286,7 +314,13 @@ fn decode_batch(
                     *authenticated = true;
                     pending.answer(request_id, Op::Auth, Reply::AuthOk, OutcomeCode::Ok);
                 } else {
+<<<<<<< HEAD
                     pending.refuse(
+=======
+                    // The connection has the authority of its last auth (docs/protocol.md §2.3).
+                    *authenticated = false;
+                    pending.answer(
+>>>>>>> contract2
                         request_id,
                         Op::Auth,
                         ErrorCode::Unauthorized,
