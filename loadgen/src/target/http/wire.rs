@@ -380,7 +380,10 @@ mod tests {
             text.starts_with("POST /v1/orders/18446744073709551615/pay HTTP/1.1\r\n"),
             "{text}"
         );
-        assert!(text.ends_with("content-length: 13\r\n\r\n{\"user_id\":5}"), "{text}");
+        assert!(
+            text.ends_with("content-length: 13\r\n\r\n{\"user_id\":5}"),
+            "{text}"
+        );
         let cancel = Command::Cancel {
             order_id: 9,
             user_id: 5,
@@ -410,7 +413,10 @@ mod tests {
         assert!(parse_head(closing).unwrap().unwrap().close);
         let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
         assert_eq!(parse_head(chunked), Err(Failure::Protocol));
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n"), Err(Failure::Protocol));
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\n\r\n"),
+            Err(Failure::Protocol)
+        );
         assert_eq!(parse_head(b"garbage\r\n\r\n"), Err(Failure::Protocol));
     }
 }
