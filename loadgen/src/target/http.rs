@@ -1,24 +1,37 @@
 //! The HTTP/JSON target: speaks the server's REST contract (`PUT /v1/skus/{id}`, `POST
-//! /v1/orders`, `POST /v1/orders/{id}/pay|cancel`, `GET /v1/skus/{id}`) with a keep-alive
-//! connection pool on its own tokio runtime. At most `connections` requests are in flight; a
-//! request waiting for a free connection is not yet sent (so its wait shows in corrected
-//! latency, not in service time). It maps answers to engine outcomes and must not retry.
+//! /v1/orders`, `POST /v1/orders/{id}/pay|cancel`, `GET /v1/skus/{id}`) on its own tokio
+//! runtime. The run's requests go over `connections` keep-alive connections, one task each,
+//! that take requests from one queue ([`wire`]); at most `connections` requests are in flight,
+//! and a request waiting for a free connection is not yet sent (so its wait shows in corrected
+//! latency, not in service time). Catalog setup and the after-run queries use a general HTTP
+//! client (reqwest). It maps answers to engine outcomes and must not retry.
 
-use super::{Completion, Done, Failure, Target, TargetError, TargetOptions};
+mod wire;
+
+use super::{Answers, Done, Exchange, Failure, Target, TargetError, TargetOptions};
 use flashsale_engine::{
-    Command, OrderStatus, OrderView, Outcome, OutcomeCode, Reject, SkuConfig, SkuId, SkuView,
+    OrderStatus, OrderView, Outcome, OutcomeCode, Reject, SkuConfig, SkuId, SkuView,
 };
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+
+/// Batches the queue has room for before it grows (the driver's exchange pool holds 4096).
+const QUEUE_CAPACITY: usize = 4096;
 
 pub struct Http {
     base: String,
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
-    permits: Arc<Semaphore>,
+    connections: usize,
+    queue: Arc<wire::Queue>,
     token: Option<String>,
+}
+
+/// Runtime worker threads: what the machine leaves beside the pacer's CPU, at least one.
+fn worker_threads() -> usize {
+    let cpus = crate::placement::usable_cpus().len();
+    cpus.saturating_sub(1).max(1)
 }
 
 #[derive(Deserialize)]
@@ -63,15 +76,6 @@ fn status_of(s: &str) -> Option<OrderStatus> {
     })
 }
 
-fn failure_of(e: &reqwest::Error) -> Failure {
-    if e.is_timeout() {
-        Failure::Timeout
-    } else if e.is_decode() || e.is_body() {
-        Failure::Protocol
-    } else {
-        Failure::Transport
-    }
-}
 
 /// Maps one answer of the order endpoints to an outcome.
 fn order_outcome(status: u16, body: &[u8]) -> Result<Outcome, Failure> {
@@ -107,40 +111,6 @@ fn order_outcome(status: u16, body: &[u8]) -> Result<Outcome, Failure> {
     }
 }
 
-async fn send_one(
-    client: &reqwest::Client,
-    base: &str,
-    command: &Command,
-) -> Result<Outcome, Failure> {
-    let request = match *command {
-        Command::Reserve {
-            order_id,
-            user_id,
-            sku_id,
-            qty,
-        } => client
-            .post(format!("{base}/v1/orders"))
-            .json(&serde_json::json!({
-                "order_id": order_id, "user_id": user_id, "sku_id": sku_id, "qty": qty
-            })),
-        Command::Pay { order_id, user_id } => client
-            .post(format!("{base}/v1/orders/{order_id}/pay"))
-            .json(&serde_json::json!({ "user_id": user_id })),
-        Command::Cancel { order_id, user_id } => client
-            .post(format!("{base}/v1/orders/{order_id}/cancel"))
-            .json(&serde_json::json!({ "user_id": user_id })),
-        // The load generator sends only order traffic over HTTP.
-        Command::UpsertSku(_)
-        | Command::Restock { .. }
-        | Command::QueryOrder { .. }
-        | Command::QuerySku { .. } => return Err(Failure::Protocol),
-    };
-    let response = request.send().await.map_err(|e| failure_of(&e))?;
-    let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(|e| failure_of(&e))?;
-    order_outcome(status, &body)
-}
-
 impl Http {
     /// `base` is `http://HOST:PORT`. Nothing is contacted until `setup`.
     pub fn connect(base: &str, options: &TargetOptions) -> Result<Http, TargetError> {
@@ -149,7 +119,7 @@ impl Http {
             detail,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(worker_threads())
             .thread_name("loadgen-http")
             .enable_all()
             .build()
@@ -161,11 +131,22 @@ impl Http {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| net(format!("cannot build the HTTP client: {e}")))?;
+        let base = base.trim_end_matches('/').to_string();
+        let connections = options.connections.max(1);
+        let queue = Arc::new(wire::Queue::with_capacity(QUEUE_CAPACITY));
+        let endpoint = Arc::new(wire::Endpoint {
+            host_port: base.trim_start_matches("http://").to_string(),
+            timeout: Duration::from_millis(options.request_timeout_ms),
+        });
+        for _ in 0..connections {
+            runtime.spawn(wire::serve(queue.clone(), endpoint.clone()));
+        }
         Ok(Http {
-            base: base.trim_end_matches('/').to_string(),
+            base,
             client,
             runtime,
-            permits: Arc::new(Semaphore::new(options.connections.max(1))),
+            connections,
+            queue,
             token: options.admin_token.clone(),
         })
     }
@@ -180,11 +161,7 @@ impl Http {
 
 impl Target for Http {
     fn describe(&self) -> String {
-        format!(
-            "{} ({} connections)",
-            self.base,
-            self.permits.available_permits()
-        )
+        format!("{} ({} connections)", self.base, self.connections)
     }
     fn max_batch(&self) -> usize {
         1
@@ -200,7 +177,7 @@ impl Target for Http {
         let token = self.token.clone().ok_or_else(|| {
             self.net("FLASHSALE_ADMIN_TOKEN is not set: it is needed to create the catalog".into())
         })?;
-        let concurrency = self.permits.available_permits().max(1);
+        let concurrency = self.connections;
         self.runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for config in catalog.iter().copied() {
@@ -252,31 +229,28 @@ impl Target for Http {
         })
     }
 
-    fn submit(&self, commands: Vec<Command>, done: Done) {
-        let client = self.client.clone();
-        let base = self.base.clone();
-        let permits = self.permits.clone();
-        self.runtime.spawn(async move {
-            // The semaphore is never closed, so acquiring only waits.
-            let _permit = permits.acquire_owned().await;
-            let sent_at = Instant::now();
-            let mut outcomes = Vec::with_capacity(commands.len());
-            let mut failure = None;
-            for command in &commands {
-                match send_one(&client, &base, command).await {
-                    Ok(o) => outcomes.push(o),
-                    Err(f) => {
-                        failure = Some(f);
-                        break;
-                    }
-                }
-            }
-            done(Completion {
-                result: failure.map_or(Ok(outcomes), Err),
-                failed: Vec::new(),
-                sent_at,
-                done_at: Instant::now(),
-            });
+    fn submit(&self, commands: Vec<flashsale_engine::Command>, done: Done) {
+        let now = Instant::now();
+        let exchange = Exchange {
+            commands,
+            outcomes: Vec::new(),
+            failure: None,
+            failed: Vec::new(),
+            sent_at: now,
+            done_at: now,
+            metas: Vec::new(),
+            follow_ups: Vec::new(),
+        };
+        self.queue.push(wire::Job {
+            exchange,
+            reply: wire::Reply::Done(done),
+        });
+    }
+
+    fn submit_exchange(&self, exchange: Exchange, answers: &Answers) {
+        self.queue.push(wire::Job {
+            exchange,
+            reply: wire::Reply::Answers(answers.clone()),
         });
     }
 
