@@ -77,6 +77,7 @@ fn start(mode: &[&str], catalog: &Path) -> Server {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(line) = receiver.recv_timeout(left) else {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("the server did not become ready:\n{}", seen.join("\n"));
         };
         if line.contains("ready")
