@@ -32,17 +32,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use super::Shared;
-<<<<<<< HEAD
-use super::io::IdleTimeout;
+use super::io::{IdleTimeout, LingeringClose};
 use super::limits::{Guard, guard};
 use super::metrics::{Op, Transport};
 use crate::types::{
     Command, CommandKind, OrderView, Outcome, OutcomeCode, Reject, SkuConfig, SkuView,
-=======
-use super::io::{IdleTimeout, LingeringClose};
-use super::metrics::{
-    OUT_INVALID_REQUEST, OUT_RATE_LIMITED, OUT_UNAUTHORIZED, Transport, op_index, outcome_index,
->>>>>>> contract2
 };
 
 /// What every handler answers.
@@ -463,15 +457,8 @@ async fn read_json<T: DeserializeOwned>(
 ) -> Result<T, Answered> {
     let max = shared.config.max_body_bytes;
     let too_large = || {
-<<<<<<< HEAD
-        error_answer(
+        let (mut response, code) = error_answer(
             OutcomeCode::PayloadTooLarge,
-            &format!("the request body is larger than {max} bytes"),
-        )
-=======
-        let mut response = error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
             &format!("the request body is larger than {max} bytes"),
         );
         // The rest of the body is not read: the connection ends after this answer (with a
@@ -479,8 +466,7 @@ async fn read_json<T: DeserializeOwned>(
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        (response, OUT_INVALID_REQUEST)
->>>>>>> contract2
+        (response, code)
     };
     if let Some(length) = headers.get(header::CONTENT_LENGTH)
         && length

@@ -314,13 +314,9 @@ fn decode_batch(
                     *authenticated = true;
                     pending.answer(request_id, Op::Auth, Reply::AuthOk, OutcomeCode::Ok);
                 } else {
-<<<<<<< HEAD
-                    pending.refuse(
-=======
                     // The connection has the authority of its last auth (docs/protocol.md §2.3).
                     *authenticated = false;
-                    pending.answer(
->>>>>>> contract2
+                    pending.refuse(
                         request_id,
                         Op::Auth,
                         ErrorCode::Unauthorized,
