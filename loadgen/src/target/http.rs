@@ -76,7 +76,6 @@ fn status_of(s: &str) -> Option<OrderStatus> {
     })
 }
 
-
 /// Maps one answer of the order endpoints to an outcome.
 fn order_outcome(status: u16, body: &[u8]) -> Result<Outcome, Failure> {
     match status {
