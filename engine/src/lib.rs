@@ -7,6 +7,7 @@
 
 pub mod client;
 mod directory;
+mod inbox;
 pub mod journal;
 pub mod mirror;
 #[cfg(any(test, feature = "testing"))]

@@ -1,9 +1,9 @@
 //! The runtime: N shard threads, each the single writer of one [`Shard`], fed batches of
-//! commands over bounded crossbeam channels. It owns the clock (time is read here and handed to
-//! the shard), the shard threads — apply, settle the order claims, publish availability to the
-//! [`AvailabilityMirror`], reply — and their idle wake-ups, which come when the next hold falls
-//! due rather than on a fixed tick. Routing and reassembly are [`crate::routing`]'s; the order
-//! claims are [`crate::directory`]'s.
+//! commands through bounded inboxes ([`crate::inbox`]: a submitter never waits for a shard).
+//! It owns the clock (time is read here and handed to the shard), the shard threads — apply,
+//! settle the order claims, publish availability to the [`AvailabilityMirror`], reply — and
+//! their idle wake-ups, which come when the next hold falls due rather than on a fixed tick.
+//! Routing and reassembly are [`crate::routing`]'s; the order claims are [`crate::directory`]'s.
 //!
 //! Data flows one way: submitter → shard queue → shard thread (apply, publish, reply). A full
 //! queue answers `Busy` at once; nothing queues without bound. This module must not decide any
@@ -16,9 +16,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::bounded;
 
 use crate::directory::Directory;
+use crate::inbox::{self, InboxEmpty, InboxReceiver, InboxSender};
 use crate::journal::pipeline::JournalThreadSettings;
 use crate::journal::record::RecordBuilder;
 use crate::journal::segment::SegmentWriter;
@@ -157,7 +158,7 @@ pub struct EngineStats {
 }
 
 pub(crate) struct Inner {
-    pub(crate) senders: Vec<Sender<ShardMessage>>,
+    pub(crate) senders: Vec<InboxSender<ShardMessage>>,
     pub(crate) mirror: Arc<AvailabilityMirror>,
     /// Which shard holds, or may create, each order id (claims made when routing).
     pub(crate) directory: Arc<Directory<Arc<StreamState>>>,
@@ -277,7 +278,7 @@ impl Engine {
                 shard.next_expiry_ms().unwrap_or(u64::MAX),
                 Ordering::Release,
             );
-            let (sender, receiver) = bounded(config.queue_capacity_batches);
+            let (sender, receiver) = inbox::queue(config.queue_capacity_batches);
             let journal = match (journals[index].take(), &config.durability) {
                 (Some(start), Durability::Journal(settings)) => Some(ShardJournal {
                     handle: JournalHandle::start(
@@ -326,7 +327,7 @@ impl Engine {
                     shard: index,
                     source,
                 })?;
-            senders.push(sender);
+            senders.push(InboxSender::new(sender, thread.thread().clone()));
             threads.push(thread);
         }
         let inner = Arc::new(Inner {
@@ -540,7 +541,7 @@ impl Engine {
             fast_sold_out: inner.fast_sold_out.load(Ordering::Relaxed),
             fast_unknown_order: inner.fast_unknown_order.load(Ordering::Relaxed),
             waited_reserves: inner.waited_reserves.load(Ordering::Relaxed),
-            queue_depths: inner.senders.iter().map(Sender::len).collect(),
+            queue_depths: inner.senders.iter().map(InboxSender::len).collect(),
             expired_holds: inner.expired_holds.load(Ordering::Relaxed),
         }
     }
@@ -554,8 +555,8 @@ impl Engine {
             return;
         }
         for sender in &self.inner.senders {
-            // A blocking send: the stop marker queues behind the work already accepted.
-            let _ = sender.send(ShardMessage::Stop);
+            // The stop marker queues behind the work already accepted.
+            sender.send_waiting(ShardMessage::Stop);
         }
         for thread in threads {
             // A shard thread that panicked has already reported it; nothing to add here.
@@ -584,7 +585,7 @@ struct ShardWorker {
     journal: Option<ShardJournal>,
     index: u32,
     shard: Shard,
-    receiver: Receiver<ShardMessage>,
+    receiver: InboxReceiver<ShardMessage>,
     mirror: Arc<AvailabilityMirror>,
     /// The engine, to settle claims and route the streams that waited on them.
     engine: Arc<OnceLock<Weak<Inner>>>,
@@ -606,23 +607,16 @@ impl ShardWorker {
         let mut inbox: Vec<ShardBatch> = Vec::with_capacity(self.max_batches_per_wakeup);
         loop {
             let mut stop = false;
-            let first = match self.idle_wait() {
-                Some(wait) => self.receiver.recv_timeout(wait),
-                None => self
-                    .receiver
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match first {
+            match self.receiver.recv(self.idle_wait()) {
                 Ok(ShardMessage::Batch(batch)) => inbox.push(batch),
-                Ok(ShardMessage::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(ShardMessage::Stop) | Err(InboxEmpty::Closed) => stop = true,
+                Err(InboxEmpty::Timeout) => {}
             }
             while !stop && inbox.len() < self.max_batches_per_wakeup {
                 match self.receiver.try_recv() {
-                    Ok(ShardMessage::Batch(batch)) => inbox.push(batch),
-                    Ok(ShardMessage::Stop) => stop = true,
-                    Err(_) => break,
+                    Some(ShardMessage::Batch(batch)) => inbox.push(batch),
+                    Some(ShardMessage::Stop) => stop = true,
+                    None => break,
                 }
             }
             self.process(&mut inbox);
