@@ -216,44 +216,55 @@ impl<W> Directory<W> {
         shard_of: impl Fn(SkuId) -> usize,
         woken: &mut Vec<W>,
     ) {
-        let Entry::Occupied(mut occupied) = self.claims.entry(order_id) else {
-            panic!("order {order_id}: a counted command has no claim to settle");
-        };
-        let claim = occupied.get_mut();
-        if claim.is_committed() {
-            return;
-        }
-        assert_eq!(
-            shard_of(claim.sku_id),
-            shard,
-            "order {order_id}: settled by a shard that does not hold its claim"
-        );
+        // `remove_if_mut`, not `entry`: an entry reserves room for an insert, which can rehash
+        // the whole table under its lock; settling never inserts.
+        let mut found = false;
+        let mut settled = false;
+        let mut waited_on = false;
+        self.claims.remove_if_mut(&order_id, |_, claim| {
+            found = true;
+            if claim.is_committed() {
+                return false;
+            }
+            assert_eq!(
+                shard_of(claim.sku_id),
+                shard,
+                "order {order_id}: settled by a shard that does not hold its claim"
+            );
+            assert!(
+                claim.pending() > 0,
+                "order {order_id}: pending count underflow"
+            );
+            waited_on = claim.state & WAITED_ON != 0;
+            match created {
+                Some(sku_id) => {
+                    assert_eq!(
+                        shard_of(sku_id),
+                        shard,
+                        "order {order_id} created elsewhere"
+                    );
+                    *claim = Claim {
+                        sku_id,
+                        state: COMMITTED,
+                    };
+                    settled = true;
+                    false
+                }
+                None if claim.pending() == 1 => {
+                    settled = true;
+                    true
+                }
+                None => {
+                    claim.state -= 1;
+                    false
+                }
+            }
+        });
         assert!(
-            claim.pending() > 0,
-            "order {order_id}: pending count underflow"
+            found,
+            "order {order_id}: a counted command has no claim to settle"
         );
-        let waited_on = claim.state & WAITED_ON != 0;
-        match created {
-            Some(sku_id) => {
-                assert_eq!(
-                    shard_of(sku_id),
-                    shard,
-                    "order {order_id} created elsewhere"
-                );
-                *claim = Claim {
-                    sku_id,
-                    state: COMMITTED,
-                };
-            }
-            None if claim.pending() == 1 => {
-                occupied.remove();
-            }
-            None => {
-                claim.state -= 1;
-                return;
-            }
-        }
-        if waited_on {
+        if settled && waited_on {
             let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
             woken.extend(waiters.remove(&order_id).unwrap_or_default());
         }
