@@ -350,6 +350,8 @@ pub fn plan_with_info(
         arrivals: Box::new(arrivals),
         follow_ups,
         ledger,
+        expected_orders: (info.counts.get("reserve").copied().unwrap_or(0) * options.loops)
+            as usize,
         duration_s: (period_ns * options.loops) as f64 / speed / 1e9,
         peak_offered_rate_per_s: info.peak_rate_per_s as f64 * speed,
         phases: Vec::new(),

@@ -107,6 +107,10 @@ pub struct Plan {
     pub follow_ups: Option<FollowUps>,
     /// (per-user limit, hold TTL in ms) for the ledger; None: invariants are not checked.
     pub ledger: Option<(u32, u64)>,
+    /// Every order the run may create (an estimate): the ledger's tables are sized for it
+    /// before the clock starts, so they never grow — a rehash of millions of entries on the
+    /// recorder stalled it for 300 ms — mid-run.
+    pub expected_orders: usize,
     pub duration_s: f64,
     pub peak_offered_rate_per_s: f64,
     /// The scenario's phases, for per-phase thresholds (none for a trace).
@@ -148,6 +152,8 @@ impl Plan {
             arrivals: Box::new(Schedule::with_order_id_base(&placed, seed, first_order)?),
             follow_ups: Some(FollowUps::new(&placed, seed)),
             ledger: Some((scenario.catalog.per_user_limit, scenario.hold_ttl_ms())),
+            // Room for every reserve the funnel may send, duplicates and retries included.
+            expected_orders: (expected_orders * 1.1) as usize,
             duration_s: scenario.duration_s(),
             peak_offered_rate_per_s: scenario.peak_offered_rate_per_s(),
             phases: scenario
@@ -401,7 +407,8 @@ fn execute_claimed(plan: Plan, mut settings: RunSettings) -> Result<RunReport, R
     let output = drive(
         plan.arrivals,
         plan.follow_ups,
-        plan.ledger,
+        plan.ledger
+            .map(|(limit, ttl_ms)| (limit, ttl_ms, plan.expected_orders)),
         plan.duration_s,
         &settings,
         live,
@@ -451,13 +458,16 @@ fn abort_or_tripped(previous: Option<AbortWhen>, tripwire: Tripwire) -> AbortWhe
 fn drive(
     mut arrivals: Box<dyn Arrivals + Send>,
     follow_ups: Option<FollowUps>,
-    ledger: Option<(u32, u64)>,
+    ledger: Option<(u32, u64, usize)>,
     duration_s: f64,
     settings: &RunSettings,
     live: Arc<Live>,
     hlog: HlogWriter,
 ) -> RunOutput {
-    let (limit, ttl_ms) = ledger.unwrap_or((u32::MAX, 1));
+    let ledger = match ledger {
+        Some((limit, ttl_ms, orders)) => Ledger::new(limit, ttl_ms).with_room_for(orders),
+        None => Ledger::new(u32::MAX, 1),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let progress = settings.progress.then(|| {
         let bar = ProgressBar::new((duration_s * 1000.0) as u64);
@@ -486,7 +496,7 @@ fn drive(
         settings.target.clone(),
         &mut *arrivals,
         follow_ups,
-        Ledger::new(limit, ttl_ms),
+        ledger,
         duration_s,
         &settings.driver,
         live,
