@@ -10,6 +10,7 @@
 //! and its output; it must not pace requests or judge SLOs itself.
 
 use crate::driver::{AbortWhen, DriverConfig};
+use crate::metrics::GeneratorMetrics;
 use crate::recorder::{LABELS, Live, Percentiles, is_error_label};
 use crate::replay::{self, ReplayError, ReplayOptions};
 use crate::report::chart::{self, LegendAt, Series, Style};
@@ -80,6 +81,8 @@ pub struct SweepOptions {
     pub step_reports: bool,
     /// Print one line per step to stderr.
     pub verbose: bool,
+    /// The `--metrics-addr` endpoint's figures: every step adds to them.
+    pub metrics: Option<Arc<GeneratorMetrics>>,
 }
 
 /// Figures of one op in one step.
@@ -117,9 +120,15 @@ pub struct StepResult {
     pub why: String,
 }
 
-/// The whole sweep.
+/// The version of `sweep.json`'s layout (docs/report-schema.md); raised on every change that
+/// renames, removes or retypes a field.
+pub const SWEEP_SCHEMA_VERSION: u32 = 1;
+
+/// The whole sweep (each field documented in docs/report-schema.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct SweepResult {
+    /// [`SWEEP_SCHEMA_VERSION`].
+    pub schema_version: u32,
     pub workload: String,
     pub target: String,
     pub slos: Vec<String>,
@@ -314,6 +323,7 @@ pub fn sweep(options: &SweepOptions, target: &Factory<'_>) -> Result<SweepResult
             .find(|s| s.passed && s.phase != "warmup" && s.rate_per_s == l)
     });
     let result = SweepResult {
+        schema_version: SWEEP_SCHEMA_VERSION,
         workload: workload_name,
         target: described,
         slos: options.slos.iter().map(|s| s.spec.clone()).collect(),
@@ -439,6 +449,7 @@ fn run_one(
             driver,
             progress: false,
             run_ids: RunIds::Auto,
+            metrics: options.metrics.clone(),
         },
     )?;
     let s = &report.summary;
@@ -490,7 +501,7 @@ fn run_one(
                     op.to_string(),
                     StepOp {
                         corrected: o.corrected,
-                        service: o.uncorrected,
+                        service: o.service,
                     },
                 )
             })
