@@ -2,7 +2,8 @@
 //! sweep.json carry exactly the fields docs/report-schema.md names; intervals.jsonl is written
 //! as the run goes, adds up to the summary and survives an interrupted or killed run; the
 //! `--metrics-addr` endpoint is scraped during a run, in the Prometheus text format, and its
-//! counters grow.
+//! counters grow; report.html and sweep.svg put the verdicts first, draw the thresholds, keep
+//! legends off the data and label ticks readably.
 
 mod support;
 
@@ -330,6 +331,130 @@ fn sweep_json_carries_exactly_the_documented_fields() {
     assert_eq!(sweep["schema_version"], 1);
     assert!(!sweep["steps"].as_array().unwrap().is_empty());
     assert_matches_doc(&sweep, "sweep.json");
+
+    // The chart: the SLO line, the pass / fail dots and the capacity found in the legends,
+    // beside the plots; readable ticks.
+    let svg = std::fs::read_to_string(out.join("sweep.svg")).unwrap();
+    assert_legend_beside(&svg, &["p99.9", "SLO limit 50 ms", "step met the SLOs"]);
+    if sweep["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["passed"] == false)
+    {
+        assert_legend_beside(&svg, &["step failed"]);
+    }
+    let capacity = sweep["max_offered_rate_per_s"]
+        .as_f64()
+        .expect("a capacity");
+    let marks: Vec<&str> = svg
+        .split("</text>")
+        .map(|t| t.rsplit('>').next().unwrap_or("").trim())
+        .filter(|t| t.starts_with("capacity "))
+        .collect();
+    assert_eq!(marks.len(), 2, "the capacity on both panels: {marks:?}");
+    let shown: f64 = marks[0]
+        .trim_start_matches("capacity ")
+        .trim_end_matches("k/s")
+        .parse()
+        .unwrap();
+    assert!(
+        (shown * 1000.0 - capacity).abs() <= 10.0,
+        "{marks:?} for {capacity}"
+    );
+    assert_readable_ticks(&svg);
+}
+
+/// The x of every SVG `<text>` whose content is `label` (plotters writes the content on its
+/// own line).
+fn text_x(svg: &str, label: &str) -> Vec<u32> {
+    svg.split("<text x=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (x, rest) = rest.split_once('"')?;
+            let content = rest.split_once('>')?.1.split("</text>").next()?;
+            (content.trim() == label).then(|| x.parse().ok())?
+        })
+        .collect()
+}
+
+/// No tick label is a bare long number (`450000.0`): large ones read `450k`, `1.2M`.
+fn assert_readable_ticks(svg: &str) {
+    for rest in svg.split("</text>") {
+        let content = rest.rsplit('>').next().unwrap_or("").trim();
+        let digits = content.chars().filter(char::is_ascii_digit).count();
+        let numeric = !content.is_empty()
+            && content
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == '-');
+        assert!(!(numeric && digits >= 5), "tick label {content}");
+        assert!(
+            !(numeric && content.ends_with(".0")),
+            "tick label {content}"
+        );
+    }
+}
+
+/// Legends sit in the strip right of the plot (x ≥ 700 of 900), never over the data.
+fn assert_legend_beside(svg: &str, labels: &[&str]) {
+    for label in labels {
+        let xs = text_x(svg, label);
+        assert!(!xs.is_empty(), "no legend entry {label}");
+        assert!(xs.iter().all(|&x| x >= 700), "legend {label} at x {xs:?}");
+    }
+    // And the data stays left of that strip: every series' polyline (the legend's own
+    // samples are two-point lines) ends at x ≤ 700.
+    for points in svg.split("points=\"").skip(1) {
+        let points = points.split('"').next().unwrap();
+        let xs: Vec<f64> = points
+            .split_whitespace()
+            .filter_map(|p| p.split(',').next()?.parse().ok())
+            .collect();
+        if xs.len() > 2 {
+            assert!(xs.iter().all(|&x| x <= 700.5), "data drawn at x {xs:?}");
+        }
+    }
+}
+
+#[test]
+fn report_html_puts_the_verdicts_first_and_draws_thresholds_readably() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let ran = loadgen(
+        &[
+            steady("noop", "3s", "20k", out.to_str().unwrap()),
+            vec!["--slo", "reserve.p99<1us", "--slo", "reserve.rate>=100"],
+        ]
+        .concat(),
+    );
+    assert_eq!(ran.code, 3, "{}", ran.text());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let verdicts = html.find("class=\"verdicts\"").expect("a verdicts block");
+    assert!(verdicts < html.find("<pre>").unwrap() && verdicts < html.find("<svg").unwrap());
+    assert!(
+        html.contains("<div class=\"verdict-fail\">✘ slo reserve.p99&lt;1us"),
+        "the breach is red"
+    );
+    assert!(html.contains("<div class=\"verdict-pass\">✔ slo reserve.rate&gt;=100"));
+    assert!(html.contains("<div class=\"verdict-none\">– invariants: not checked"));
+    let svgs: Vec<&str> = html
+        .split("<svg")
+        .skip(1)
+        .map(|s| s.split("</svg>").next().unwrap())
+        .collect();
+    assert_eq!(svgs.len(), 4);
+    let (rate, latency, spectrum, outcomes) = (svgs[0], svgs[1], svgs[2], svgs[3]);
+    // Thresholds drawn on the charts they bound, named in the legend.
+    assert_legend_beside(rate, &["offered", "achieved", "SLO reserve.rate&gt;=100"]);
+    assert_legend_beside(latency, &["reserve p99", "SLO reserve.p99&lt;1us"]);
+    assert_legend_beside(spectrum, &["reserve corrected", "SLO reserve.p99&lt;1us"]);
+    // The outcome chart is on a log scale: a flood and a trickle both show.
+    assert!(outcomes.contains("log"), "outcome chart is linear");
+    assert_legend_beside(outcomes, &["held", "paid"]);
+    for svg in &svgs {
+        assert_readable_ticks(svg);
+    }
+    assert!(text_x(rate, "20k").len() + text_x(rate, "10k").len() > 0);
 }
 
 /// `GET path` on `addr`: (status line, body).
