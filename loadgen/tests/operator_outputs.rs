@@ -200,18 +200,28 @@ fn assert_lines_add_up(lines: &[Value], s: &Value) {
     );
 }
 
-#[test]
-fn summary_json_and_intervals_jsonl_carry_exactly_the_documented_fields() {
+/// `run --profile steady` against noop with `slos`, into a fresh directory; fails unless it
+/// exits `code`. Returns the directory (kept alive) and the report's path.
+fn noop_run(
+    duration: &str,
+    rate: &str,
+    slos: &[&str],
+    code: i32,
+) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
-    let ran = loadgen(
-        &[
-            steady("noop", "3s", "2k", out.to_str().unwrap()),
-            vec!["--slo", "reserve.p99<10s", "--slo", "pay.service.p99<10s"],
-        ]
-        .concat(),
-    );
-    assert_eq!(ran.code, 0, "{}", ran.text());
+    let mut args = steady("noop", duration, rate, out.to_str().unwrap());
+    for slo in slos {
+        args.extend(["--slo", slo]);
+    }
+    let ran = loadgen(&args);
+    assert_eq!(ran.code, code, "{}", ran.text());
+    (dir, out)
+}
+
+#[test]
+fn summary_json_and_intervals_jsonl_carry_exactly_the_documented_fields() {
+    let (_dir, out) = noop_run("3s", "2k", &["reserve.p99<10s", "pay.service.p99<10s"], 0);
     let s = summary(&out);
     assert_eq!(s["schema_version"], 1);
     assert!(s["ops"]["reserve"]["service"]["count"].as_u64().unwrap() > 0);
@@ -226,10 +236,7 @@ fn summary_json_and_intervals_jsonl_carry_exactly_the_documented_fields() {
 
 #[test]
 fn intervals_jsonl_has_a_line_per_interval_and_op_adding_up_to_the_summary() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("r");
-    let ran = loadgen(&steady("noop", "4s", "5k", out.to_str().unwrap()));
-    assert_eq!(ran.code, 0, "{}", ran.text());
+    let (_dir, out) = noop_run("4s", "5k", &[], 0);
     let s = summary(&out);
     let lines = lines_of(&out.join("intervals.jsonl"));
     // Four seconds of schedule (and whatever the drain took): four intervals at least.
@@ -418,16 +425,7 @@ fn assert_legend_beside(svg: &str, labels: &[&str]) {
 
 #[test]
 fn report_html_puts_the_verdicts_first_and_draws_thresholds_readably() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("r");
-    let ran = loadgen(
-        &[
-            steady("noop", "3s", "20k", out.to_str().unwrap()),
-            vec!["--slo", "reserve.p99<1us", "--slo", "reserve.rate>=100"],
-        ]
-        .concat(),
-    );
-    assert_eq!(ran.code, 3, "{}", ran.text());
+    let (_dir, out) = noop_run("3s", "20k", &["reserve.p99<1us", "reserve.rate>=100"], 3);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     let verdicts = html.find("class=\"verdicts\"").expect("a verdicts block");
     assert!(verdicts < html.find("<pre>").unwrap() && verdicts < html.find("<svg").unwrap());

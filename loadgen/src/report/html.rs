@@ -49,15 +49,15 @@ fn thresholds(summary: &Summary, pick: impl Fn(&Slo) -> Option<f64>) -> Vec<(Str
         .collect()
 }
 
-/// Horizontal dashed lines across `0..x_max` at each threshold, in the limits' colour.
-fn limit_lines(limits: &[(String, f64)], x_max: f64) -> Vec<Series> {
+/// Horizontal dashed lines across `x_min..x_max` at each threshold, in the limits' colour.
+fn limit_lines(limits: &[(String, f64)], x_min: f64, x_max: f64) -> Vec<Series> {
     limits
         .iter()
         .map(|(name, y)| Series {
             name: name.clone(),
             color: chart::LIMIT,
             style: Style::Dashed,
-            points: vec![(0.0, *y), (x_max, *y)],
+            points: vec![(x_min, *y), (x_max, *y)],
         })
         .collect()
 }
@@ -97,7 +97,12 @@ fn rate_chart(points: &[IntervalPoint], summary: &Summary) -> String {
                 .map(|(p, v)| (p.start_s, v as f64));
             (name.to_string(), data.collect())
         });
-        draw_lines(&mut chart, series, limit_lines(&limits, t_max), &legend)
+        draw_lines(
+            &mut chart,
+            series,
+            limit_lines(&limits, 0.0, t_max),
+            &legend,
+        )
     })
 }
 
@@ -148,7 +153,12 @@ fn latency_chart(points: &[IntervalPoint], summary: &Summary) -> String {
             (0.001f64..y_max).log_scale(),
         )?;
         chart::draw_mesh(&mut chart, "seconds", "ms")?;
-        draw_lines(&mut chart, series, limit_lines(&limits, t_max), &legend)
+        draw_lines(
+            &mut chart,
+            series,
+            limit_lines(&limits, 0.0, t_max),
+            &legend,
+        )
     })
 }
 
@@ -195,16 +205,12 @@ fn spectrum_chart(total: &[OpHistograms; 3], summary: &Summary) -> String {
             "1/(1-percentile): 10 = p90, 100 = p99, 1000 = p99.9",
             "ms",
         )?;
-        let limits = limits
-            .iter()
-            .map(|(name, y)| Series {
-                name: name.clone(),
-                color: chart::LIMIT,
-                style: Style::Dashed,
-                points: vec![(1.0, *y), (x_max, *y)],
-            })
-            .collect();
-        draw_lines(&mut chart, series, limits, &legend)
+        draw_lines(
+            &mut chart,
+            series,
+            limit_lines(&limits, 1.0, x_max),
+            &legend,
+        )
     })
 }
 

@@ -4,7 +4,7 @@
 //! [`INTERVALS_SCHEMA_VERSION`], documented in docs/report-schema.md. It owns the file format
 //! only.
 
-use crate::recorder::{LABELS, N_LABELS};
+use crate::recorder::{LABELS, N_LABELS, Percentiles};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -28,16 +28,13 @@ pub struct Brief {
 
 impl Brief {
     pub fn of(h: &Histogram<u64>) -> Brief {
-        if h.is_empty() {
-            return Brief::default();
-        }
-        let us = |ns: u64| ns as f64 / 1000.0;
+        let p = Percentiles::of(h);
         Brief {
-            p50_us: us(h.value_at_quantile(0.50)),
-            p90_us: us(h.value_at_quantile(0.90)),
-            p99_us: us(h.value_at_quantile(0.99)),
-            p999_us: us(h.value_at_quantile(0.999)),
-            max_us: us(h.max()),
+            p50_us: p.p50_us,
+            p90_us: p.p90_us,
+            p99_us: p.p99_us,
+            p999_us: p.p999_us,
+            max_us: p.max_us,
         }
     }
 }
