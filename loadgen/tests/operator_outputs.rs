@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{loadgen, signal, spawn, steady, summary, wait};
+use support::{loadgen, signal, small_sweep, spawn, steady, summary, wait};
 
 const OPS: [&str; 3] = ["reserve", "pay", "cancel"];
 
@@ -309,29 +309,7 @@ fn an_interrupted_run_leaves_complete_interval_lines() {
 fn sweep_json_carries_exactly_the_documented_fields() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sweep");
-    let ran = loadgen(&[
-        "sweep",
-        "--profile",
-        "steady",
-        "--target",
-        "limited:4k",
-        "--from",
-        "2k",
-        "--to",
-        "8k",
-        "--step-factor",
-        "2",
-        "--step-duration",
-        "1s",
-        "--warmup",
-        "0",
-        "--max-refinements",
-        "1",
-        "--slo",
-        "reserve.p99<50ms",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let ran = small_sweep(&out);
     assert!(ran.code == 0 || ran.code == 3, "{}", ran.text());
     let text = std::fs::read_to_string(out.join("sweep.json")).unwrap();
     let sweep: Value = serde_json::from_str(&text).unwrap();
