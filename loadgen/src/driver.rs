@@ -703,25 +703,30 @@ pub fn run<A: Arrivals + ?Sized>(
 }
 
 /// Adds a batch's requests to the offered count of the second each was intended for and its
-/// op ([`recorder::offered_slot`]): one atomic add per run of equal slots (a batch is its
-/// arrivals, then its follow-ups).
+/// op ([`recorder::offered_slot`]): counted locally, at most one atomic add per op for each
+/// run of requests due in the same second.
 fn count_offered(metas: &[Meta], offered_per_s: &[AtomicU64]) {
-    let mut slot = usize::MAX;
-    let mut in_slot = 0u64;
-    for m in metas {
-        let s = recorder::offered_slot((m.intended_ns / 1_000_000_000) as usize, m.req.op as usize);
-        if s != slot {
-            if let Some(c) = offered_per_s.get(slot) {
-                c.fetch_add(in_slot, Ordering::Relaxed);
+    let flush = |second: usize, counts: &mut [u64; 3]| {
+        for (op, n) in counts.iter_mut().enumerate() {
+            if *n > 0 {
+                if let Some(c) = offered_per_s.get(recorder::offered_slot(second, op)) {
+                    c.fetch_add(*n, Ordering::Relaxed);
+                }
+                *n = 0;
             }
-            slot = s;
-            in_slot = 0;
         }
-        in_slot += 1;
+    };
+    let mut second = usize::MAX;
+    let mut counts = [0u64; 3];
+    for m in metas {
+        let s = (m.intended_ns / 1_000_000_000) as usize;
+        if s != second {
+            flush(second, &mut counts);
+            second = s;
+        }
+        counts[m.req.op as usize] += 1;
     }
-    if let Some(c) = offered_per_s.get(slot) {
-        c.fetch_add(in_slot, Ordering::Relaxed);
-    }
+    flush(second, &mut counts);
 }
 
 /// Waits until `deadline_ns` on the run's clock: sleeps while more than `spin_ns` is left, then
