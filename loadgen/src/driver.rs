@@ -463,7 +463,7 @@ pub fn run<A: Arrivals + ?Sized>(
     schedule_duration_s: f64,
     config: &DriverConfig,
     live: Arc<Live>,
-    hlog: Option<crate::report::hlog::HlogWriter>,
+    sinks: Option<recorder::Sinks>,
 ) -> RunOutput {
     let placement = if config.pin_threads {
         Placement::for_this_machine(target.runs_in_process())
@@ -479,8 +479,11 @@ pub fn run<A: Arrivals + ?Sized>(
     let previous_slack = timer_slack::set_ns(1);
 
     let seconds = schedule_duration_s.ceil() as usize + 2;
-    let offered_per_s: Arc<Vec<AtomicU64>> =
-        Arc::new((0..seconds).map(|_| AtomicU64::new(0)).collect());
+    let offered_per_s: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..recorder::offered_slot(seconds, 0))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
     let end_ns = (schedule_duration_s * 1e9) as u64;
     let capacity = target.max_batch().clamp(1, EXCHANGE_CAPACITY);
     let (answers_tx, answers_rx) = crossbeam_channel::bounded::<Exchange>(POOL_CAPACITY);
@@ -506,7 +509,7 @@ pub fn run<A: Arrivals + ?Sized>(
     };
     let recorder = Recorder::new(
         config.interval_ms * 1_000_000,
-        hlog,
+        sinks.unwrap_or_default(),
         live.clone(),
         offered_per_s.clone(),
     );
@@ -699,24 +702,31 @@ pub fn run<A: Arrivals + ?Sized>(
     }
 }
 
-/// Adds a batch's requests to the offered count of the second each was intended for.
+/// Adds a batch's requests to the offered count of the second each was intended for and its
+/// op ([`recorder::offered_slot`]): counted locally, at most one atomic add per op for each
+/// run of requests due in the same second.
 fn count_offered(metas: &[Meta], offered_per_s: &[AtomicU64]) {
+    let flush = |second: usize, counts: &mut [u64; 3]| {
+        for (op, n) in counts.iter_mut().enumerate() {
+            if *n > 0 {
+                if let Some(c) = offered_per_s.get(recorder::offered_slot(second, op)) {
+                    c.fetch_add(*n, Ordering::Relaxed);
+                }
+                *n = 0;
+            }
+        }
+    };
     let mut second = usize::MAX;
-    let mut in_second = 0u64;
+    let mut counts = [0u64; 3];
     for m in metas {
         let s = (m.intended_ns / 1_000_000_000) as usize;
         if s != second {
-            if let Some(c) = offered_per_s.get(second) {
-                c.fetch_add(in_second, Ordering::Relaxed);
-            }
+            flush(second, &mut counts);
             second = s;
-            in_second = 0;
         }
-        in_second += 1;
+        counts[m.req.op as usize] += 1;
     }
-    if let Some(c) = offered_per_s.get(second) {
-        c.fetch_add(in_second, Ordering::Relaxed);
-    }
+    flush(second, &mut counts);
 }
 
 /// Waits until `deadline_ns` on the run's clock: sleeps while more than `spin_ns` is left, then

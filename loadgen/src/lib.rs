@@ -1,7 +1,8 @@
 //! flashsale-loadgen: the open-loop load generator for flashsale. It owns traffic models
 //! (`scenario`, `schedule`), the open-loop `driver` and its own `health`, latency recording
 //! (`recorder`), the run's `validity` verdict, invariant checks (`verify`), reports (`report`),
-//! SLO gates (`slo`) over the whole run or the phase `windows`, and the `run` orchestration
+//! SLO gates (`slo`) over the whole run or the phase `windows`, the live Prometheus endpoint
+//! (`metrics`), and the `run` orchestration
 //! shared by the binary and the tests; capacity planning (`trace` record / info, `import`,
 //! `replay`, `sweep`) builds on the same driver; it must never reach into the engine's internals, only
 //! its public submit API and network contracts.
@@ -9,6 +10,7 @@
 pub mod driver;
 pub mod health;
 pub mod import;
+pub mod metrics;
 pub mod placement;
 pub mod recorder;
 pub mod replay;

@@ -8,6 +8,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use flashsale_loadgen::driver::DriverConfig;
+use flashsale_loadgen::metrics::GeneratorMetrics;
 use flashsale_loadgen::replay::ReplayOptions;
 use flashsale_loadgen::report::{RunStatus, SummaryInput};
 use flashsale_loadgen::run::{self, RunIds, RunOptions, RunSettings};
@@ -16,6 +17,7 @@ use flashsale_loadgen::slo::Slo;
 use flashsale_loadgen::target::{self, TargetError, TargetOptions};
 use flashsale_loadgen::validity;
 use flashsale_loadgen::verify::Verification;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -177,6 +179,11 @@ struct TargetArgs {
     /// A network request unanswered after this long counts as a timeout (an error).
     #[arg(long, default_value_t = TargetOptions::default().request_timeout_ms)]
     request_timeout_ms: u64,
+    /// Serve the generator's live metrics (Prometheus text format, GET /metrics) on this
+    /// address while it runs, e.g. 127.0.0.1:9091 (port 0: any free port; the address is
+    /// printed).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pacer: PacerArgs,
 }
@@ -318,6 +325,19 @@ impl TargetArgs {
 
     fn driver(&self, drain_timeout_ms: u64) -> DriverConfig {
         self.pacer.driver(drain_timeout_ms)
+    }
+
+    /// Starts the `--metrics-addr` endpoint, when asked for, and says where it listens.
+    fn metrics(&self) -> Result<Option<Arc<GeneratorMetrics>>> {
+        let Some(addr) = self.metrics_addr else {
+            return Ok(None);
+        };
+        let metrics = Arc::new(GeneratorMetrics::default());
+        let bound = metrics
+            .serve(addr)
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        eprintln!("metrics: http://{bound}/metrics");
+        Ok(Some(metrics))
     }
 }
 
@@ -525,6 +545,7 @@ fn run(args: RunArgs, stop: &StopSignals) -> Result<ExitCode> {
     // must hold.
     let expected_orders = scenario.expected_arrivals_until(scenario.duration_s());
     let out_dir = args.out.unwrap_or_else(default_out_dir);
+    let metrics = args.target.metrics()?;
     let target = args.target.open(
         Some(expected_orders),
         Some((&out_dir, &scenario.name, args.seed)),
@@ -548,6 +569,7 @@ fn run(args: RunArgs, stop: &StopSignals) -> Result<ExitCode> {
             driver: stop.driver(args.target.driver(args.drain_timeout_ms)),
             progress: !args.quiet,
             run_ids: args.ids.run_ids(),
+            metrics,
         },
     });
     target.shutdown();
@@ -578,6 +600,7 @@ fn calibrate(args: CalibrateArgs, stop: &StopSignals) -> Result<ExitCode> {
             driver: stop.driver(args.pacer.driver(DriverConfig::default().drain_timeout_ms)),
             progress: !args.quiet,
             run_ids: RunIds::Auto,
+            metrics: None,
         },
     })?;
     let s = &report.summary;
@@ -833,6 +856,7 @@ fn replay(args: ReplayArgs, stop: &StopSignals) -> Result<ExitCode> {
     };
     let out_dir = args.out.unwrap_or_else(default_out_dir);
     let name = format!("replay of {}", args.trace.display());
+    let metrics = args.target.metrics()?;
     let target = args.target.open(None, Some((&out_dir, &name, 0)))?;
     eprintln!(
         "replaying {} at {}x against {}, report in {}",
@@ -851,6 +875,7 @@ fn replay(args: ReplayArgs, stop: &StopSignals) -> Result<ExitCode> {
             driver: stop.driver(args.target.driver(args.drain_timeout_ms)),
             progress: !args.quiet,
             run_ids: args.ids.run_ids(),
+            metrics,
         },
     );
     target.shutdown();
@@ -932,6 +957,7 @@ fn sweep(args: SweepArgs, stop: &StopSignals) -> Result<ExitCode> {
         out_dir: out_dir.clone(),
         step_reports: args.step_reports,
         verbose: true,
+        metrics: args.target.metrics()?,
     };
     eprintln!(
         "sweeping {} .. {} /s against {} (steps of {:.1}s, seed {seed}), output in {}",

@@ -1,10 +1,13 @@
 //! Latency and outcome recording. Per op (reserve / pay / cancel) it keeps two HdrHistograms —
 //! corrected latency (from the intended send time, as wrk2 does) and service time (from the
-//! actual send) — for the current 1-second interval and for the whole run, plus outcome counts.
-//! Each closed interval is streamed to the `.hlog` writer and reduced to a few numbers for the
-//! charts, so memory stays bounded however long the run. It must not pace or send requests.
+//! actual send) — for the current 1-second interval and for the whole run, plus outcome counts
+//! and, per interval, the send lag. Each closed interval is streamed to its [`Sinks`] (the
+//! `.hlog` writer, `intervals.jsonl`, the Prometheus endpoint) and reduced to a few numbers for
+//! the charts, so memory stays bounded however long the run. It must not pace or send requests.
 
+use crate::metrics::{GeneratorMetrics, OpDelta};
 use crate::report::hlog::HlogWriter;
+use crate::report::intervals::{IntervalsWriter, OpInterval};
 use crate::schedule::Op;
 use crate::target::Failure;
 use flashsale_engine::{Outcome, OutcomeCode};
@@ -143,6 +146,23 @@ pub struct IntervalPoint {
     pub corrected: [Percentiles; 3],
 }
 
+/// Where each closed interval goes besides the charts' points; every one is optional.
+#[derive(Default)]
+pub struct Sinks {
+    /// `latency.hlog` (and the per-phase windows it feeds).
+    pub hlog: Option<HlogWriter>,
+    /// `intervals.jsonl`.
+    pub intervals: Option<IntervalsWriter>,
+    /// The `--metrics-addr` endpoint's figures.
+    pub metrics: Option<Arc<GeneratorMetrics>>,
+}
+
+/// The slot of (second, op) in the pacer's offered counts.
+#[inline]
+pub fn offered_slot(second: usize, op: usize) -> usize {
+    second * OPS.len() + op
+}
+
 /// Figures the progress bar reads while the run goes on.
 #[derive(Debug, Default)]
 pub struct Live {
@@ -157,14 +177,18 @@ pub struct Recorder {
     interval_ns: u64,
     current: u64,
     interval: [OpHistograms; 3],
+    /// Send lag (actual − intended send time) of the interval's answers, per op.
+    interval_lag: [Histogram<u64>; 3],
     total: [OpHistograms; 3],
-    interval_outcomes: [u64; N_LABELS],
+    interval_outcomes: [[u64; N_LABELS]; 3],
     total_outcomes: [[u64; N_LABELS]; 3],
     interval_completed: u64,
     points: Vec<IntervalPoint>,
-    hlog: Option<HlogWriter>,
+    sinks: Sinks,
     hlog_error: Option<String>,
+    intervals_error: Option<String>,
     live: Arc<Live>,
+    /// Offered requests per (second, op), at [`offered_slot`], counted by the pacer.
     offered_per_s: Arc<Vec<AtomicU64>>,
 }
 
@@ -174,12 +198,13 @@ pub struct Recording {
     pub outcomes: [[u64; N_LABELS]; 3],
     pub points: Vec<IntervalPoint>,
     pub hlog_error: Option<String>,
+    pub intervals_error: Option<String>,
 }
 
 impl Recorder {
     pub fn new(
         interval_ns: u64,
-        hlog: Option<HlogWriter>,
+        sinks: Sinks,
         live: Arc<Live>,
         offered_per_s: Arc<Vec<AtomicU64>>,
     ) -> Recorder {
@@ -191,29 +216,33 @@ impl Recorder {
                 OpHistograms::new(),
                 OpHistograms::new(),
             ],
+            interval_lag: [new_histogram(), new_histogram(), new_histogram()],
             total: [
                 OpHistograms::new(),
                 OpHistograms::new(),
                 OpHistograms::new(),
             ],
-            interval_outcomes: [0; N_LABELS],
+            interval_outcomes: [[0; N_LABELS]; 3],
             total_outcomes: [[0; N_LABELS]; 3],
             interval_completed: 0,
             points: Vec::new(),
-            hlog,
+            sinks,
             hlog_error: None,
+            intervals_error: None,
             live,
             offered_per_s,
         }
     }
 
-    /// Records one answered request. Times are ns since the run's start.
+    /// Records one answered request: its latency from the intended send time (corrected) and
+    /// from the actual send (service), in ns; their difference is its send lag.
     #[inline]
     pub fn record(&mut self, op: usize, label: usize, corrected_ns: u64, service_ns: u64) {
         let h = &mut self.interval[op];
         h.corrected.saturating_record(corrected_ns.max(1));
         h.service.saturating_record(service_ns.max(1));
-        self.interval_outcomes[label] += 1;
+        self.interval_lag[op].saturating_record(corrected_ns.saturating_sub(service_ns).max(1));
+        self.interval_outcomes[op][label] += 1;
         self.total_outcomes[op][label] += 1;
         self.interval_completed += 1;
     }
@@ -229,7 +258,7 @@ impl Recorder {
         let start_ns = self.current * self.interval_ns;
         let start_s = start_ns as f64 / 1e9;
         let duration_s = self.interval_ns as f64 / 1e9;
-        if let Some(hlog) = self.hlog.as_mut()
+        if let Some(hlog) = self.sinks.hlog.as_mut()
             && self.hlog_error.is_none()
         {
             for (op, h) in OPS.iter().zip(&self.interval) {
@@ -251,13 +280,22 @@ impl Recorder {
         }
         let corrected = [0, 1, 2].map(|i| Percentiles::of(&self.interval[i].corrected));
         let second = (start_ns / 1_000_000_000) as usize;
-        let offered = self
-            .offered_per_s
-            .get(second)
-            .map_or(0, |c| c.load(Ordering::Relaxed));
+        let offered_by_op = [0, 1, 2].map(|op| {
+            self.offered_per_s
+                .get(offered_slot(second, op))
+                .map_or(0, |c| c.load(Ordering::Relaxed))
+        });
+        let offered = offered_by_op.iter().sum();
+        let mut outcomes = [0u64; N_LABELS];
+        for by_op in &self.interval_outcomes {
+            for (sum, n) in outcomes.iter_mut().zip(by_op) {
+                *sum += n;
+            }
+        }
+        self.write_sinks(start_s, duration_s, &offered_by_op);
         let errors: u64 = (0..N_LABELS)
             .filter(|&l| is_error_label(l))
-            .map(|l| self.interval_outcomes[l])
+            .map(|l| outcomes[l])
             .sum();
         self.live.errors.fetch_add(errors, Ordering::Relaxed);
         self.live.last_rate_per_s.store(
@@ -271,7 +309,7 @@ impl Recorder {
             start_s,
             offered,
             completed: self.interval_completed,
-            outcomes: self.interval_outcomes,
+            outcomes,
             corrected,
         });
         for (total, interval) in self.total.iter_mut().zip(self.interval.iter_mut()) {
@@ -281,9 +319,39 @@ impl Recorder {
             interval.corrected.reset();
             interval.service.reset();
         }
-        self.interval_outcomes = [0; N_LABELS];
+        self.interval_lag.iter_mut().for_each(Histogram::reset);
+        self.interval_outcomes = [[0; N_LABELS]; 3];
         self.interval_completed = 0;
         self.current += 1;
+    }
+
+    /// Hands the closing interval, per op, to `intervals.jsonl` and the metrics endpoint.
+    fn write_sinks(&mut self, start_s: f64, duration_s: f64, offered_by_op: &[u64; 3]) {
+        if let Some(metrics) = &self.sinks.metrics {
+            metrics.add_interval(&[0, 1, 2].map(|op| OpDelta {
+                offered: offered_by_op[op],
+                outcomes: &self.interval_outcomes[op],
+                corrected: &self.interval[op].corrected,
+                service: &self.interval[op].service,
+                send_lag: &self.interval_lag[op],
+            }));
+        }
+        if let Some(intervals) = self.sinks.intervals.as_mut()
+            && self.intervals_error.is_none()
+        {
+            let ops = [0, 1, 2].map(|op| OpInterval {
+                op: OPS[op],
+                offered: offered_by_op[op],
+                achieved: self.interval_outcomes[op].iter().sum(),
+                outcomes: &self.interval_outcomes[op],
+                corrected: &self.interval[op].corrected,
+                service: &self.interval[op].service,
+                send_lag: &self.interval_lag[op],
+            });
+            if let Err(e) = intervals.write_interval(start_s, duration_s, &ops) {
+                self.intervals_error = Some(e.to_string());
+            }
+        }
     }
 
     /// Closes the last (partial) interval and hands over the record.
@@ -292,7 +360,7 @@ impl Recorder {
         if self.interval_completed > 0 {
             self.close_interval();
         }
-        if let Some(hlog) = self.hlog.as_mut()
+        if let Some(hlog) = self.sinks.hlog.as_mut()
             && let Err(e) = hlog.flush()
             && self.hlog_error.is_none()
         {
@@ -303,6 +371,7 @@ impl Recorder {
             outcomes: self.total_outcomes,
             points: self.points,
             hlog_error: self.hlog_error,
+            intervals_error: self.intervals_error,
         }
     }
 }
@@ -346,8 +415,8 @@ mod tests {
     #[test]
     fn intervals_close_and_totals_accumulate() {
         let live = Arc::new(Live::default());
-        let offered = Arc::new((0..10).map(|_| AtomicU64::new(5)).collect::<Vec<_>>());
-        let mut r = Recorder::new(1_000_000_000, None, live.clone(), offered);
+        let offered = Arc::new((0..30).map(|_| AtomicU64::new(5)).collect::<Vec<_>>());
+        let mut r = Recorder::new(1_000_000_000, Sinks::default(), live.clone(), offered);
         r.record(0, 0, 2_000_000, 1_000);
         r.advance_to(1_500_000_000);
         let busy = OutcomeCode::Busy.index();
@@ -356,7 +425,7 @@ mod tests {
         let rec = r.finish(2_500_000_000);
         assert_eq!(rec.points.len(), 2);
         assert_eq!(rec.points[0].completed, 1);
-        assert_eq!(rec.points[0].offered, 5);
+        assert_eq!(rec.points[0].offered, 15, "5 per op");
         assert_eq!(rec.points[1].outcomes[busy], 1);
         assert_eq!(rec.total[0].corrected.len(), 2);
         assert_eq!(rec.outcomes[0][busy], 1);

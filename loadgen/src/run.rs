@@ -14,9 +14,11 @@
 //! one and verifies only what it did itself.
 
 use crate::driver::{self, AbortWhen, Arrivals, DriverConfig, RunOutput};
+use crate::metrics::GeneratorMetrics;
 use crate::recorder::{
-    Live, N_LABELS, OPS, OpHistograms, Recording, is_error_label, new_histogram,
+    Live, N_LABELS, OPS, OpHistograms, Recording, Sinks, is_error_label, new_histogram,
 };
+use crate::report::intervals::IntervalsWriter;
 use crate::report::{RunStatus, Summary, SummaryInput, hgrm, hlog::HlogWriter, html};
 use crate::scenario::Scenario;
 use crate::schedule::{self, FollowUps, Schedule, ScheduleError, order_id_base};
@@ -194,6 +196,8 @@ pub struct RunSettings {
     pub driver: DriverConfig,
     pub progress: bool,
     pub run_ids: RunIds,
+    /// The `--metrics-addr` endpoint's figures, added to as the run goes (None: no endpoint).
+    pub metrics: Option<Arc<GeneratorMetrics>>,
 }
 
 /// A scenario run.
@@ -311,6 +315,7 @@ fn take_run_id(target: &dyn Target, layout: &IdLayout, choice: RunIds) -> Result
 /// Where the run's files go, and the windows fed by its intervals.
 struct Outputs {
     hlog: HlogWriter,
+    intervals: Option<IntervalsWriter>,
     windows: Arc<Mutex<Windows>>,
     tripwire: Tripwire,
 }
@@ -322,18 +327,22 @@ fn prepare_outputs(
     slos: &[Slo],
     live: &Arc<Live>,
 ) -> Result<Outputs, RunError> {
-    let hlog = match dir {
+    let (hlog, intervals) = match dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
             let path = dir.join("latency.hlog");
-            HlogWriter::create(&path, started).map_err(io_err(&path))?
+            let hlog = HlogWriter::create(&path, started).map_err(io_err(&path))?;
+            let path = dir.join("intervals.jsonl");
+            let intervals = IntervalsWriter::create(&path).map_err(io_err(&path))?;
+            (hlog, Some(intervals))
         }
-        None => HlogWriter::without_file(),
+        None => (HlogWriter::without_file(), None),
     };
     let (windows, tripwire) = Windows::new(phases.to_vec(), slos, live.clone());
     let windows = Arc::new(Mutex::new(windows));
     Ok(Outputs {
         hlog: hlog.feeding(windows.clone()),
+        intervals,
         windows,
         tripwire,
     })
@@ -412,7 +421,11 @@ fn execute_claimed(plan: Plan, mut settings: RunSettings) -> Result<RunReport, R
         plan.duration_s,
         &settings,
         live,
-        outputs.hlog,
+        Sinks {
+            hlog: Some(outputs.hlog),
+            intervals: outputs.intervals,
+            metrics: settings.metrics.clone(),
+        },
     );
 
     let mut summary = Summary::build(
@@ -438,6 +451,11 @@ fn execute_claimed(plan: Plan, mut settings: RunSettings) -> Result<RunReport, R
             .warnings
             .push(format!("latency.hlog is incomplete: {e}"));
     }
+    if let Some(e) = &output.recording.intervals_error {
+        summary
+            .warnings
+            .push(format!("intervals.jsonl is incomplete: {e}"));
+    }
     if let Some(dir) = &settings.out_dir {
         write_reports(dir, &summary, &output.recording)?;
     }
@@ -462,7 +480,7 @@ fn drive(
     duration_s: f64,
     settings: &RunSettings,
     live: Arc<Live>,
-    hlog: HlogWriter,
+    sinks: Sinks,
 ) -> RunOutput {
     let ledger = match ledger {
         Some((limit, ttl_ms, orders)) => Ledger::new(limit, ttl_ms).with_room_for(orders),
@@ -500,7 +518,7 @@ fn drive(
         duration_s,
         &settings.driver,
         live,
-        Some(hlog),
+        Some(sinks),
     );
     stop.store(true, Ordering::Release);
     if let Some((bar, handle)) = progress {
@@ -680,6 +698,7 @@ pub fn write_failed_report(
         outcomes: [[0; N_LABELS]; 3],
         points: Vec::new(),
         hlog_error: None,
+        intervals_error: None,
     };
     let send = driver::SendStats::default();
     let mut summary = Summary::build(

@@ -10,9 +10,10 @@
 //! and its output; it must not pace requests or judge SLOs itself.
 
 use crate::driver::{AbortWhen, DriverConfig};
+use crate::metrics::GeneratorMetrics;
 use crate::recorder::{LABELS, Live, Percentiles, is_error_label};
 use crate::replay::{self, ReplayError, ReplayOptions};
-use crate::report::chart::{self, LegendAt, Series, Style};
+use crate::report::chart::{self, Series, Style};
 use crate::run::{self, Plan, RunError, RunIds, RunSettings};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::schedule::Op;
@@ -80,6 +81,8 @@ pub struct SweepOptions {
     pub step_reports: bool,
     /// Print one line per step to stderr.
     pub verbose: bool,
+    /// The `--metrics-addr` endpoint's figures: every step adds to them.
+    pub metrics: Option<Arc<GeneratorMetrics>>,
 }
 
 /// Figures of one op in one step.
@@ -117,9 +120,15 @@ pub struct StepResult {
     pub why: String,
 }
 
-/// The whole sweep.
+/// The version of `sweep.json`'s layout (docs/report-schema.md); raised on every change that
+/// renames, removes or retypes a field.
+pub const SWEEP_SCHEMA_VERSION: u32 = 1;
+
+/// The whole sweep (each field documented in docs/report-schema.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct SweepResult {
+    /// [`SWEEP_SCHEMA_VERSION`].
+    pub schema_version: u32,
     pub workload: String,
     pub target: String,
     pub slos: Vec<String>,
@@ -314,6 +323,7 @@ pub fn sweep(options: &SweepOptions, target: &Factory<'_>) -> Result<SweepResult
             .find(|s| s.passed && s.phase != "warmup" && s.rate_per_s == l)
     });
     let result = SweepResult {
+        schema_version: SWEEP_SCHEMA_VERSION,
         workload: workload_name,
         target: described,
         slos: options.slos.iter().map(|s| s.spec.clone()).collect(),
@@ -439,6 +449,7 @@ fn run_one(
             driver,
             progress: false,
             run_ids: RunIds::Auto,
+            metrics: options.metrics.clone(),
         },
     )?;
     let s = &report.summary;
@@ -490,7 +501,7 @@ fn run_one(
                     op.to_string(),
                     StepOp {
                         corrected: o.corrected,
-                        service: o.uncorrected,
+                        service: o.service,
                     },
                 )
             })
@@ -502,7 +513,8 @@ fn run_one(
 }
 
 /// The capacity curve: corrected latency percentiles (log scale) and achieved rate against
-/// offered rate, with the SLO's limit as a dashed line.
+/// offered rate, with the SLO's limit as a dashed line in a colour of its own, each step's
+/// pass / fail dot, and the capacity found marked on both panels; legends beside the plots.
 pub fn chart(result: &SweepResult, slo_limit_ms: f64) -> String {
     chart::svg((chart::WIDTH, 2 * HEIGHT), |root| draw(root, result, slo_limit_ms))
         .unwrap_or_else(|e| {
@@ -528,8 +540,20 @@ fn draw(root: chart::Area<'_>, result: &SweepResult, slo_limit_ms: f64) -> chart
         .fold(1.0f64, f64::max)
         * 1.05;
     let (top, bottom) = root.split_vertically(HEIGHT + 20);
-    draw_latency(&top, result, &steps, x_max, slo_limit_ms)?;
-    draw_achieved(&bottom, &steps, x_max)
+    // The capacity found: the offered rate of the highest step that met every SLO.
+    let capacity = result.max_offered_rate_per_s;
+    draw_latency(&top, result, &steps, x_max, slo_limit_ms, capacity)?;
+    draw_achieved(&bottom, &steps, x_max, capacity)
+}
+
+/// A vertical line at the capacity found, from `y0` to `y1`, named with its rate.
+fn capacity_mark(capacity: Option<f64>, y0: f64, y1: f64) -> Option<Series> {
+    capacity.map(|x| Series {
+        name: format!("capacity {}/s", chart::si(&x)),
+        color: chart::LIMIT,
+        style: Style::Line,
+        points: vec![(x, y0), (x, y1)],
+    })
 }
 
 fn draw_latency(
@@ -538,6 +562,7 @@ fn draw_latency(
     steps: &[&StepResult],
     x_max: f64,
     slo_limit_ms: f64,
+    capacity: Option<f64>,
 ) -> chart::DrawResult {
     let op = result.chart_op();
     type Pick = fn(&Percentiles) -> f64;
@@ -572,8 +597,8 @@ fn draw_latency(
         * 2.0;
     if slo_limit_ms > 0.0 {
         series.push(Series {
-            name: "SLO limit".into(),
-            color: chart::RED,
+            name: format!("SLO limit {} ms", chart::si(&slo_limit_ms)),
+            color: chart::LIMIT,
             style: Style::Dashed,
             points: vec![(0.0, slo_limit_ms), (x_max, slo_limit_ms)],
         });
@@ -582,23 +607,29 @@ fn draw_latency(
         "{op} latency (corrected) vs offered rate — {}",
         result.slos.join(", ")
     );
-    let mut c = chart::build(area, &caption, 0f64..x_max, (0.001f64..y_max).log_scale())?;
-    c.configure_mesh()
-        .x_desc("offered requests/s")
-        .y_desc("ms")
-        .draw()?;
-    chart::draw_series(&mut c, series, LegendAt::UpperLeft)
+    series.extend(capacity_mark(capacity, 0.001, y_max));
+    let (plot, legend) = chart::split_legend(area);
+    let mut c = chart::build(&plot, &caption, 0f64..x_max, (0.001f64..y_max).log_scale())?;
+    chart::draw_mesh(&mut c, "offered requests/s", "ms")?;
+    chart::draw_series(&mut c, series, &legend)
 }
 
-fn draw_achieved(area: &chart::Area<'_>, steps: &[&StepResult], x_max: f64) -> chart::DrawResult {
+fn draw_achieved(
+    area: &chart::Area<'_>,
+    steps: &[&StepResult],
+    x_max: f64,
+    capacity: Option<f64>,
+) -> chart::DrawResult {
+    let (plot, legend) = chart::split_legend(area);
     let mut c = chart::build(
-        area,
+        &plot,
         "Achieved vs offered rate (requests/s)",
         0f64..x_max,
         0f64..x_max,
     )?;
-    c.configure_mesh().x_desc("offered requests/s").draw()?;
-    let series = [
+    chart::draw_mesh(&mut c, "offered requests/s", "achieved requests/s")?;
+    let at = |s: &&StepResult| (s.offered_rate_per_s, s.achieved_rate_per_s);
+    let mut series = vec![
         Series {
             name: "achieved = offered".into(),
             color: chart::GREY,
@@ -614,17 +645,22 @@ fn draw_achieved(area: &chart::Area<'_>, steps: &[&StepResult], x_max: f64) -> c
                 .map(|s| (s.offered_rate_per_s, s.achieved_rate_per_s))
                 .collect(),
         },
+        // Each step's dot says whether it passed.
+        Series {
+            name: "step met the SLOs".into(),
+            color: chart::GREEN,
+            style: Style::Dots,
+            points: steps.iter().filter(|s| s.passed).map(at).collect(),
+        },
+        Series {
+            name: "step failed".into(),
+            color: chart::RED,
+            style: Style::Dots,
+            points: steps.iter().filter(|s| !s.passed).map(at).collect(),
+        },
     ];
-    chart::draw_series(&mut c, series, LegendAt::UpperLeft)?;
-    // Each step's dot says whether it passed.
-    for s in steps {
-        let color = if s.passed { chart::GREEN } else { chart::RED };
-        c.draw_series(chart::dots(
-            &[(s.offered_rate_per_s, s.achieved_rate_per_s)],
-            color,
-        ))?;
-    }
-    Ok(())
+    series.extend(capacity_mark(capacity, 0.0, x_max));
+    chart::draw_series(&mut c, series, &legend)
 }
 
 /// The file names a sweep writes into its output directory.

@@ -45,6 +45,7 @@ fn options(out: &Path, from: f64, to: f64, step_s: f64) -> SweepOptions {
         out_dir: out.to_path_buf(),
         step_reports: false,
         verbose: true,
+        metrics: None,
     }
 }
 

@@ -53,6 +53,7 @@ fn replay_on(path: &Path, spec: &str, speed: f64) -> ReplayReport {
             driver: DriverConfig::default(),
             progress: false,
             run_ids: RunIds::Auto,
+            metrics: None,
         },
     )
     .unwrap();
@@ -168,6 +169,7 @@ fn a_replay_sends_the_same_requests_and_regenerates_the_funnel() {
             },
             progress: false,
             run_ids: RunIds::Auto,
+            metrics: None,
         },
     })
     .unwrap();
@@ -299,6 +301,7 @@ fn a_server_capture_holds_every_request_and_replays_as_is() {
             driver: DriverConfig::default(),
             progress: false,
             run_ids: RunIds::Auto,
+            metrics: None,
         },
     })
     .unwrap();

@@ -268,7 +268,21 @@ fn an_oversold_target_exits_4() {
         "{}",
         ran.stdout
     );
-    assert_eq!(summary(&out)["verdict"]["status"], "violated");
+    let s = summary(&out);
+    assert_eq!(s["verdict"]["status"], "violated");
+    // The failing SKUs are in the page too, in red under the verdict.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<div class=\"verdict-fail\">✘ invariants: FAIL"));
+    let examples = s["verdict"]["examples"].as_array().unwrap();
+    assert!(!examples.is_empty(), "{s}");
+    for e in examples {
+        let e = e
+            .as_str()
+            .unwrap()
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert!(html.contains(&e), "{e} is not in report.html");
+    }
 }
 
 #[test]

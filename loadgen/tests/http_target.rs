@@ -176,6 +176,7 @@ fn double11_over_http_verifies_and_maps_answers() {
             driver: DriverConfig::default(),
             progress: false,
             run_ids: RunIds::Auto,
+            metrics: None,
         },
     })
     .unwrap();
@@ -217,6 +218,7 @@ fn missing_token_and_dead_server_are_clear_errors() {
             driver: DriverConfig::default(),
             progress: false,
             run_ids: RunIds::Auto,
+            metrics: None,
         },
     })
     .err()

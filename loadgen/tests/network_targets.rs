@@ -32,6 +32,7 @@ fn run_against(spec: &str, token: Option<&str>) -> Result<RunReport, String> {
             driver: DriverConfig::default(),
             progress: false,
             run_ids: RunIds::Auto,
+            metrics: None,
         },
     })
     .map_err(|e| e.to_string())

@@ -395,6 +395,7 @@ fn run_scenario(
             driver: DriverConfig::default(),
             progress: false,
             run_ids: RunIds::Auto,
+            metrics: None,
         },
     })
     .unwrap()

@@ -1,6 +1,6 @@
-//! Run reports: `summary.json` (how the run ended, offered vs achieved, outcome counts,
-//! corrected and uncorrected percentiles per op, send statistics, the validity verdict, the
-//! invariant verdict, SLO results), `latency.hlog`,
+//! Run reports: `summary.json` (schema in docs/report-schema.md: how the run ended, offered vs achieved, outcome counts,
+//! corrected and service-time percentiles per op, send statistics, the validity verdict, the
+//! invariant verdict, SLO results), `latency.hlog`, `intervals.jsonl`,
 //! one `.hgrm` percentile distribution per op, `report.html` with inline SVG charts, and the
 //! terminal table; `chart` draws every chart of the report and of the sweep. It owns formats and
 //! files; it must not measure or send anything.
@@ -9,6 +9,7 @@ pub mod chart;
 pub mod hgrm;
 pub mod hlog;
 pub mod html;
+pub mod intervals;
 
 use crate::driver::SendStats;
 use crate::recorder::{LABELS, N_LABELS, OPS, Percentiles, Recording};
@@ -27,7 +28,7 @@ pub struct OpSummary {
     /// From the intended send time (coordinated-omission corrected).
     pub corrected: Percentiles,
     /// From the actual send (service time, what a closed-loop tool would report).
-    pub uncorrected: Percentiles,
+    pub service: Percentiles,
     pub outcomes: BTreeMap<&'static str, u64>,
 }
 
@@ -57,9 +58,15 @@ impl RunStatus {
     }
 }
 
-/// Everything `summary.json` holds.
+/// The version of `summary.json`'s layout (docs/report-schema.md); raised on every change
+/// that renames, removes or retypes a field.
+pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
+
+/// Everything `summary.json` holds (each field documented in docs/report-schema.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// [`SUMMARY_SCHEMA_VERSION`].
+    pub schema_version: u32,
     pub status: RunStatus,
     /// Why it is not complete (empty when it is).
     pub status_detail: String,
@@ -120,7 +127,7 @@ impl Summary {
                 OpSummary {
                     count: h.corrected.len(),
                     corrected: Percentiles::of(&h.corrected),
-                    uncorrected: Percentiles::of(&h.service),
+                    service: Percentiles::of(&h.service),
                     outcomes,
                 },
             );
@@ -143,6 +150,7 @@ impl Summary {
         }
         .max(1e-9);
         Summary {
+            schema_version: SUMMARY_SCHEMA_VERSION,
             status: RunStatus::Complete,
             status_detail: String::new(),
             scenario: input.scenario.to_string(),
@@ -201,7 +209,7 @@ impl Summary {
             "op (ms)", "count", "kind", "p50", "p90", "p99", "p99.9", "p99.99", "max"
         ));
         for (op, o) in &self.ops {
-            for (kind, p) in [("corrected", &o.corrected), ("service", &o.uncorrected)] {
+            for (kind, p) in [("corrected", &o.corrected), ("service", &o.service)] {
                 s.push_str(&format!(
                     "{:<8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
                     op,

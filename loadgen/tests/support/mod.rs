@@ -100,6 +100,34 @@ pub fn steady<'a>(target: &'a str, duration: &'a str, rate: &'a str, out: &'a st
     ]
 }
 
+/// A small `sweep` of `steady` against `limited:4k` (2k to 8k, 1 s steps, one refinement,
+/// `reserve.p99<50ms`) into `out`: a few seconds, with passing and failing steps.
+pub fn small_sweep(out: &Path) -> Ran {
+    loadgen(&[
+        "sweep",
+        "--profile",
+        "steady",
+        "--target",
+        "limited:4k",
+        "--from",
+        "2k",
+        "--to",
+        "8k",
+        "--step-factor",
+        "2",
+        "--step-duration",
+        "1s",
+        "--warmup",
+        "0",
+        "--max-refinements",
+        "1",
+        "--slo",
+        "reserve.p99<50ms",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 /// The `steady` profile with a catalog of `skus` SKUs, `population` buyers and every other
 /// line as shipped, written to `dir/steady.toml`.
 pub fn small_steady(dir: &Path, skus: u32, population: u64) -> PathBuf {
