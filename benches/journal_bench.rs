@@ -3,7 +3,7 @@
 //! batch-submitting driver like `benches/engine.rs`'s `runtime_end_to_end` (2 submitter
 //! threads, batches of 1024 accepted reserves, 8 batches in flight each).
 //!
-//! `cargo test --release -p flashsale-engine --test journal_bench -- --ignored --nocapture --test-threads 1`
+//! `cargo test --release -p flashsale --test journal_bench -- --ignored --nocapture --test-threads 1`
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! commands in flight, against a running `flashsale-engine serve`. Creates its own SKUs (needs
 //! the admin token) with stock that cannot run out, so every reserve is a real new hold.
 //!
-//! cargo run --release -p flashsale-engine --example tcp_bench -- \
+//! cargo run --release -p flashsale --example tcp_bench -- \
 //!     --addr 127.0.0.1:7070 --token T --connections 4 --depth 8 --batch 512 --seconds 10
 
 use std::net::SocketAddr;

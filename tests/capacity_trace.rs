@@ -3,9 +3,6 @@
 //! and a damaged trace is an error naming a byte offset. A capture at the real server holds
 //! every request it received and replays as is.
 
-use flashsale_engine::server::capture::Capture;
-use flashsale_engine::server::limits::AdminToken;
-use flashsale_engine::server::{ServerConfig, serve};
 use flashsale_engine::trace::{FLAG_OPEN_LOOP, FLAG_SERVER_CAPTURE};
 use flashsale_engine::{Command, SkuConfig};
 use flashsale_loadgen::driver::DriverConfig;
@@ -15,6 +12,9 @@ use flashsale_loadgen::scenario::Scenario;
 use flashsale_loadgen::schedule::{self, Batch, Schedule};
 use flashsale_loadgen::target::{self, TargetOptions};
 use flashsale_loadgen::trace::{self, ScenarioSource};
+use flashsale_server::capture::Capture;
+use flashsale_server::limits::AdminToken;
+use flashsale_server::{ServerConfig, serve};
 use std::path::Path;
 
 fn small_double11() -> Scenario {

@@ -1,13 +1,13 @@
-//! The tcp:// and http:// targets against the real server (`flashsale_engine::server::serve`,
+//! The tcp:// and http:// targets against the real server (`flashsale_server::serve`,
 //! what `flashsale-engine serve` runs), started in-process on loopback: the same double11
 //! scenario, catalog created with the admin token, invariants verified over the wire.
 
-use flashsale_engine::server::limits::AdminToken;
-use flashsale_engine::server::{ServerConfig, serve};
 use flashsale_loadgen::driver::DriverConfig;
 use flashsale_loadgen::run::{self, RunIds, RunOptions, RunReport, RunSettings};
 use flashsale_loadgen::scenario::Scenario;
 use flashsale_loadgen::target::{self, TargetOptions};
+use flashsale_server::limits::AdminToken;
+use flashsale_server::{ServerConfig, serve};
 
 const TOKEN: &str = "network-test-token";
 

@@ -1329,10 +1329,10 @@ impl Shard {
 }
 
 /// A state a bug could leave behind, made on purpose by the tests of the fail-stop path (the
-/// production build has no way in).
-#[cfg(test)]
+/// production build has no way in: only the `testing` feature).
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Corruption {
+pub enum Corruption {
     /// One unit of the SKU counted held that no order holds.
     HeldUnits(SkuId),
     /// The allowance of the order's user counts none of its units.
@@ -1341,9 +1341,10 @@ pub(crate) enum Corruption {
     TimeRewound(u64),
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 impl Shard {
-    pub(crate) fn corrupt(&mut self, corruption: Corruption) {
+    /// Leaves the shard in `corruption`, for the tests of the fail-stop path.
+    pub fn corrupt(&mut self, corruption: Corruption) {
         match corruption {
             Corruption::HeldUnits(sku_id) => {
                 self.skus.get_mut(&sku_id).expect("the sku exists").held += 1;

@@ -614,9 +614,9 @@ impl Outcome {
 }
 
 /// One command of each kind, with distinct non-zero ids; for tests of code derived from the
-/// command table.
-#[cfg(test)]
-pub(crate) fn example_command(kind: CommandKind) -> Command {
+/// command table (in this crate and the codec's, runtime's and server's).
+#[cfg(any(test, feature = "testing"))]
+pub fn example_command(kind: CommandKind) -> Command {
     match kind {
         CommandKind::UpsertSku => Command::UpsertSku(SkuConfig::simple(3, 10, 2, 1000)),
         CommandKind::Restock => Command::Restock {

@@ -6,8 +6,8 @@
 
 mod model_support;
 
-use flashsale_engine::model::Model;
-use flashsale_engine::{Command, Shard};
+use flashsale_core::model::Model;
+use flashsale_core::{Command, Shard};
 use proptest::prelude::*;
 
 const SKUS: u32 = 4;

@@ -1,9 +1,7 @@
 //! One test per outcome of the contract, run directly against a `Shard` (no threads), each also
 //! checking the shard's full invariants afterwards.
 
-use flashsale_engine::{
-    Command, OrderStatus, OrderView, Outcome, Reject, Shard, SkuConfig, SkuView,
-};
+use flashsale_core::{Command, OrderStatus, OrderView, Outcome, Reject, Shard, SkuConfig, SkuView};
 
 const T0: u64 = 1_000_000;
 const TTL: u64 = 900_000; // Taobao's 15 minutes

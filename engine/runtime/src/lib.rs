@@ -1,24 +1,29 @@
-//! flashsale-engine: a flash-sale order engine.
+//! flashsale-engine: the flash-sale order engine as a library — the [`Engine`] runtime around
+//! the pure shards of `flashsale-core`.
 //!
-//! Stock lives in single-writer [`Shard`]s — pure state machines that take commands and a time
-//! and return outcomes. The [`Engine`] runtime runs one thread per shard, routes batches to them
-//! over bounded channels, answers sold-out floods from a lock-free [`AvailabilityMirror`], and
-//! hands each batch's outcomes back in order. See `docs/ARCHITECTURE.md` for the whole picture.
+//! It owns the clock, the shard threads and their bounded channels, routing with batch split
+//! and reassembly (`routing`), the order directory, the lock-free [`AvailabilityMirror`] that
+//! answers sold-out floods, the journal (`journal`: records, segments, group commit, snapshots,
+//! recovery) and the catalog file (`catalog`). It decides no business rule (that is
+//! [`Shard`]'s) and knows no network: no HTTP, no TCP listener, no CLI — those live in
+//! `flashsale-server`, which depends on this crate, never the other way round.
+//!
+//! It is also the one crate callers name: the contract types and the shard of `flashsale-core`
+//! and the codecs and client of `flashsale-wire` are re-exported here under their module
+//! names (`flashsale_engine::Command`, `flashsale_engine::protocol`, …). See
+//! `docs/ARCHITECTURE.md` for the whole picture.
 
-pub mod client;
+pub mod catalog;
 mod directory;
 pub mod journal;
 pub mod mirror;
-#[cfg(any(test, feature = "testing"))]
-pub mod model;
-pub mod protocol;
 pub mod routing;
 pub mod runtime;
-pub mod server;
-pub mod shard;
-mod slot_index;
-pub mod trace;
-pub mod types;
+
+#[cfg(feature = "testing")]
+pub use flashsale_core::model;
+pub use flashsale_core::{shard, types};
+pub use flashsale_wire::{client, protocol, trace};
 
 pub use mirror::AvailabilityMirror;
 pub use routing::{Applied, Linearisation, Stream};

@@ -12,6 +12,7 @@
 //! random and printed (so a failure names what reproduces it) unless `FLASHSALE_MODEL_SEED` fixes
 //! it; a long run across seeds is several runs with different bases.
 
+#[path = "../../core/tests/model_support/mod.rs"]
 mod model_support;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,5 @@
 //! `serve --capture FILE`: records every command the front doors hand to the engine, with its
-//! arrival time, into a trace (`crate::trace`). Request handling only timestamps the commands
+//! arrival time, into a trace (`flashsale_wire::trace`). Request handling only timestamps the commands
 //! and `try_send`s them to a bounded channel; a writer thread batches them into the file. When
 //! the writer falls behind (or failed), records are dropped and counted — in `/metrics` and in
 //! the trace's trailer — and the engine is never blocked. This module owns the channel, the
@@ -17,8 +17,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use crate::trace::{FLAG_SERVER_CAPTURE, TraceError, TraceHeader, TraceTrailer, TraceWriter};
-use crate::types::Command;
+use flashsale_core::types::Command;
+use flashsale_wire::trace::{
+    FLAG_SERVER_CAPTURE, TraceError, TraceHeader, TraceTrailer, TraceWriter,
+};
 
 /// Batches of (arrival ns since the capture started, commands).
 type Batch = (u64, Vec<Command>);
@@ -175,7 +177,7 @@ fn write_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::TraceReader;
+    use flashsale_wire::trace::TraceReader;
 
     #[test]
     fn records_then_finishes_with_a_readable_trace() {
@@ -233,7 +235,7 @@ mod tests {
 
     #[test]
     fn metrics_show_written_and_dropped_records() {
-        use crate::server::metrics::{EngineSnapshot, Metrics};
+        use crate::metrics::{EngineSnapshot, Metrics};
         let text = Metrics::new().render(&EngineSnapshot {
             capture: Some((5, 2)),
             ..EngineSnapshot::default()

@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use crate::runtime::Engine;
-use crate::types::{Command, Outcome, Reject};
+use flashsale_core::types::{Command, Outcome, Reject};
+use flashsale_engine::runtime::Engine;
 
 /// Pending batches: one per worker thread normally (threads are assigned slots round robin;
 /// two threads sharing a slot only share batches, which stays correct).
@@ -272,8 +272,8 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::EngineConfig;
-    use crate::types::SkuConfig;
+    use flashsale_core::types::SkuConfig;
+    use flashsale_engine::runtime::EngineConfig;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_commands_share_batches_and_keep_their_answers() {

@@ -35,7 +35,7 @@ use super::Shared;
 use super::io::{IdleTimeout, LingeringClose};
 use super::limits::{Guard, guard};
 use super::metrics::{Op, Transport};
-use crate::types::{
+use flashsale_core::types::{
     Command, CommandKind, OrderView, Outcome, OutcomeCode, Reject, SkuConfig, SkuView,
 };
 

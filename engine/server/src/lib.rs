@@ -1,14 +1,21 @@
-//! The network server: starts an [`Engine`], loads the catalog, and serves the HTTP/JSON API
-//! ([`http`]) and the binary TCP protocol ([`tcp`]) until told to stop, then stops accepting,
-//! drains what is in flight and shuts the engine down. It owns the listeners, connection
-//! limits, timeouts and the shutdown sequence; every business decision stays in the engine,
-//! and this module must not reach into shards, the runtime's internals or the types' rules.
+//! flashsale-server: the network front doors around the engine, and the `flashsale-engine`
+//! binary (`src/main.rs`).
+//!
+//! [`serve`] starts an [`Engine`], creates the catalog's SKUs, and serves the HTTP/JSON API
+//! ([`http`], through the batching [`gateway`]) and the binary TCP protocol ([`tcp`]) until
+//! told to stop, then stops accepting, drains what is in flight and shuts the engine down. It
+//! owns the listeners, connection limits and timeouts ([`limits`], [`io`]), the Prometheus
+//! [`metrics`], the request [`capture`] and the shutdown sequence.
+//!
+//! Every business decision stays in the engine: this crate must not reach into shards, the
+//! runtime's internals or the types' rules — it sees `flashsale-engine`'s public API, the
+//! tables of `flashsale-core` and the codec of `flashsale-wire`, and nothing depends on it
+//! (the load generator neither: it reads catalogs through `flashsale_engine::catalog`).
 //!
 //! [`serve`] is what the binary runs and what integration tests call (bind to port 0, read the
 //! bound addresses off the [`RunningServer`]).
 
 pub mod capture;
-pub mod catalog;
 pub mod gateway;
 pub mod http;
 pub mod io;
@@ -23,8 +30,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::runtime::{Engine, EngineConfig, EngineError};
-use crate::types::{Command, Outcome, SkuConfig, SkuView};
+use flashsale_core::types::{Command, Outcome, SkuConfig, SkuView};
+use flashsale_engine::runtime::{Engine, EngineConfig, EngineError};
 use gateway::Gateway;
 use limits::{AdminToken, UserRateLimiter};
 use metrics::{EngineSnapshot, Metrics};

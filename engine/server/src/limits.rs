@@ -9,7 +9,7 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 use subtle::ConstantTimeEq;
 
-use crate::types::{Access, Command, UserId};
+use flashsale_core::types::{Access, Command, UserId};
 
 /// What a command must pass before it reaches the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +138,7 @@ mod tests {
     /// that names a user is rate-limited under that user, and nothing else is guarded.
     #[test]
     fn guards_derive_from_the_command_table() {
-        use crate::types::{CommandKind, example_command};
+        use flashsale_core::types::{CommandKind, example_command};
         for kind in CommandKind::ALL {
             let command = example_command(kind);
             let expected = match (kind.access(), kind.spec().ids.user) {

@@ -1,5 +1,5 @@
 //! The `flashsale-engine` binary: parses the command line, sets up logging and the tokio
-//! runtime, loads the catalog, runs [`flashsale_engine::server::serve`] and stops it cleanly
+//! runtime, loads the catalog, runs [`flashsale_server::serve`] and stops it cleanly
 //! on SIGINT/SIGTERM (exit code 0 after the drain). It owns no server logic of its own and must
 //! never log the admin token.
 
@@ -8,12 +8,12 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use flashsale_engine::catalog::load_catalog;
 use flashsale_engine::journal::Durability;
-use flashsale_engine::server::capture::Capture;
-use flashsale_engine::server::catalog::load_catalog;
-use flashsale_engine::server::limits::AdminToken;
-use flashsale_engine::server::{ServerConfig, serve};
 use flashsale_engine::{Clock, EngineConfig};
+use flashsale_server::capture::Capture;
+use flashsale_server::limits::AdminToken;
+use flashsale_server::{ServerConfig, serve};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 
-use crate::types::{CommandKind, OutcomeCode, SkuView};
+use flashsale_core::types::{CommandKind, OutcomeCode, SkuView};
 
 /// Which front door a request came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

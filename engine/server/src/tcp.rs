@@ -1,4 +1,4 @@
-//! The binary TCP front door (byte layout in `docs/protocol.md`, codec in `crate::protocol`):
+//! The binary TCP front door (byte layout in `docs/protocol.md`, codec in `flashsale_wire::protocol`):
 //! accept loop with connection limit, handshake with a timeout, then per connection a reader
 //! that decodes everything one read brought and submits it to the engine as one batch, and a
 //! writer that answers in request order, coalescing every ready reply into one `write_all`.
@@ -20,12 +20,12 @@ use tokio::task::JoinSet;
 use super::Shared;
 use super::limits::{Guard, guard};
 use super::metrics::{LocalCounts, Op, Transport};
-use crate::protocol::{
+use flashsale_core::types::{Command, Outcome, OutcomeCode, Reject};
+use flashsale_engine::routing::Stream;
+use flashsale_wire::protocol::{
     self, ErrorCode, HANDSHAKE_LEN, HandshakeStatus, MAX_FRAME_LEN, MIN_REQUEST_LEN, ProtocolError,
     Reply, Request,
 };
-use crate::routing::Stream;
-use crate::types::{Command, Outcome, OutcomeCode, Reject};
 
 /// Accepts TCP connections until shutdown, then waits for them to drain.
 pub(crate) async fn run(

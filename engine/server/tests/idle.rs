@@ -9,7 +9,7 @@
 //!
 //! `FLASHSALE_IDLE_BIN` runs another build of the binary (the release figures in
 //! docs/benchmarks.md: `FLASHSALE_IDLE_BIN=target/release/flashsale-engine
-//! FLASHSALE_IDLE_SECONDS=20 cargo test -p flashsale-engine --test idle -- --nocapture`).
+//! FLASHSALE_IDLE_SECONDS=20 cargo test -p flashsale-server --test idle -- --nocapture`).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

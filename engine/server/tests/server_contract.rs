@@ -11,10 +11,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use flashsale_engine::client::Client;
 use flashsale_engine::protocol::{self, ErrorCode, HandshakeStatus, Reply, Request};
-use flashsale_engine::server::{RunningServer, ServerConfig};
 use flashsale_engine::{
     Clock, Command, EngineConfig, OrderStatus, Outcome, Reject, SkuConfig, types::MAX_STOCK_TOTAL,
 };
+use flashsale_server::{RunningServer, ServerConfig};
 use hyper::Method;
 use server_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -14,7 +14,7 @@ const SKU: &str = r#"{"stock_total":3,"per_user_limit":2,"hold_ttl_ms":60000}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_are_closed_without_a_token() {
-    let server = start(flashsale_engine::server::ServerConfig::default()).await;
+    let server = start(flashsale_server::ServerConfig::default()).await;
     let http = Http::new(server.http_addr);
     let answer = http.put_sku(1, SKU).await;
     assert_error(&answer, 401, "unauthorized", "no admin token");
@@ -573,7 +573,7 @@ async fn bad_input_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_user_rate_limit_answers_429() {
-    let server = start(flashsale_engine::server::ServerConfig {
+    let server = start(flashsale_server::ServerConfig {
         user_rate_limit_per_s: Some(2),
         ..config()
     })
@@ -623,7 +623,7 @@ async fn overload_answers_503_busy_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_and_header_timeout() {
-    let server = start(flashsale_engine::server::ServerConfig {
+    let server = start(flashsale_server::ServerConfig {
         max_connections: 1,
         header_read_timeout_ms: 300,
         ..config()

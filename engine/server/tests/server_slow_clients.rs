@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use flashsale_engine::protocol::{self, Reply, Request};
-use flashsale_engine::server::ServerConfig;
 use flashsale_engine::{Command, Outcome, Reject};
+use flashsale_server::ServerConfig;
 use server_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -410,7 +410,7 @@ async fn bad_input_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_answers_busy_handshake() {
-    let server = start(flashsale_engine::server::ServerConfig {
+    let server = start(flashsale_server::ServerConfig {
         max_connections: 1,
         ..config()
     })
@@ -427,7 +427,7 @@ async fn connection_limit_answers_busy_handshake() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed() {
-    let server = start(flashsale_engine::server::ServerConfig {
+    let server = start(flashsale_server::ServerConfig {
         idle_timeout_ms: 200,
         header_read_timeout_ms: 200,
         ..config()
@@ -444,7 +444,7 @@ async fn idle_connections_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_over_tcp() {
-    let server = start(flashsale_engine::server::ServerConfig {
+    let server = start(flashsale_server::ServerConfig {
         user_rate_limit_per_s: Some(3),
         ..config()
     })

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::protocol::{
     self, ErrorCode, HANDSHAKE_LEN, HandshakeStatus, MAX_FRAME_LEN, ProtocolError, Reply, Request,
 };
-use crate::types::{Command, Outcome};
+use flashsale_core::types::{Command, Outcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

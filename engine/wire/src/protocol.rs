@@ -9,7 +9,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::types::{
+use flashsale_core::types::{
     Command, CommandKind, OrderStatus, OrderView, Outcome, OutcomeCode, Reject, SkuConfig, SkuView,
 };
 
@@ -799,7 +799,7 @@ mod tests {
     #[test]
     fn every_command_kind_round_trips_under_its_table_opcode() {
         for kind in CommandKind::ALL {
-            let command = crate::types::example_command(kind);
+            let command = flashsale_core::types::example_command(kind);
             let mut buf = BytesMut::new();
             encode_command(&command, &mut buf);
             assert_eq!(buf[0], kind.opcode(), "{kind:?}");

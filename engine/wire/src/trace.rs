@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use bytes::BytesMut;
 
 use crate::protocol::{ProtocolError, decode_command, encode_command};
-use crate::types::{Command, CommandKind};
+use flashsale_core::types::{Command, CommandKind};
 
 /// First four bytes of every trace.
 pub const MAGIC: [u8; 4] = *b"FSTR";
@@ -612,7 +612,7 @@ impl<R: Read> TraceReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::SkuConfig;
+    use flashsale_core::types::SkuConfig;
 
     fn sample() -> Vec<TraceRecord> {
         let mut out = vec![TraceRecord {

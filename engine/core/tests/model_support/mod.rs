@@ -3,7 +3,7 @@
 //! other users' orders are frequent.
 #![allow(dead_code)]
 
-use flashsale_engine::{Command, SkuConfig};
+use flashsale_core::{Command, SkuConfig};
 use proptest::prelude::*;
 
 /// SKU settings for ids `0..skus`, windows and TTLs small enough for time steps to cross them.

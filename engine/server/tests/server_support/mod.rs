@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use flashsale_engine::server::limits::AdminToken;
-use flashsale_engine::server::{RunningServer, ServerConfig, serve};
+use flashsale_server::limits::AdminToken;
+use flashsale_server::{RunningServer, ServerConfig, serve};
 use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
