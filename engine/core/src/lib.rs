@@ -3,7 +3,7 @@
 //! It owns the contract types ([`types`]: `Command`, `Outcome`, `Reject`, the views, and the
 //! two tables everything else derives from — the command table `CommandKind::spec` and the
 //! outcome table `OutcomeCode::spec`), the single-writer [`Shard`] (reserve, pay/cancel,
-//! expiry, and its snapshot codec), the `slot_index` it stores its orders with,
+//! expiry; its snapshot codec in `shard/snapshot.rs`), the `slot_index` it stores its orders with,
 //! and, behind the `testing` feature, the reference [`model`] the property tests compare it
 //! with.
 //!
