@@ -58,6 +58,21 @@ impl StateReader<'_> {
         Ok(u64::from_be_bytes(self.take()?))
     }
 
+    /// Refuses `key` unless it is above `previous` (keys are stored strictly ascending, so this
+    /// also refuses a repeated one), then makes it the previous key. `what` names the item.
+    fn ascending<K: Copy + PartialOrd>(
+        &self,
+        previous: &mut Option<K>,
+        key: K,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), StateDecodeError> {
+        if previous.is_some_and(|previous| previous >= key) {
+            return self.fail(format!("{} is out of order", what()));
+        }
+        *previous = Some(key);
+        Ok(())
+    }
+
     /// A count of items of at least `item_len` bytes each, checked against the bytes left so a
     /// corrupt count cannot make decode allocate without bound.
     fn count(&mut self, item_len: usize) -> Result<usize, StateDecodeError> {
@@ -265,10 +280,9 @@ impl Shard {
         let mut previous_ttl: Option<u64> = None;
         for _ in 0..fifo_count {
             let ttl = r.u64()?;
-            if previous_ttl.is_some_and(|previous| previous >= ttl) {
-                return r.fail(format!("expiry FIFO of ttl {ttl} is out of order"));
-            }
-            previous_ttl = Some(ttl);
+            r.ascending(&mut previous_ttl, ttl, || {
+                format!("expiry FIFO of ttl {ttl}")
+            })?;
             let entries = r.count(4)?;
             if entries == 0 {
                 return r.fail(format!("expiry FIFO of ttl {ttl} is empty"));
@@ -342,10 +356,7 @@ fn decode_skus(r: &mut StateReader<'_>) -> Result<FxHashMap<SkuId, SkuState>, St
     let mut previous_sku: Option<SkuId> = None;
     for _ in 0..sku_count {
         let sku_id = r.u32()?;
-        if previous_sku.is_some_and(|previous| previous >= sku_id) {
-            return r.fail(format!("sku {sku_id} is out of order"));
-        }
-        previous_sku = Some(sku_id);
+        r.ascending(&mut previous_sku, sku_id, || format!("sku {sku_id}"))?;
         let sku = decode_sku(r, sku_id)?;
         skus.insert(sku_id, sku);
     }
