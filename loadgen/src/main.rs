@@ -996,7 +996,7 @@ fn import(args: ImportArgs) -> Result<ExitCode> {
         (None, None) => bail!("give --csv FILE or --jsonl FILE"),
     };
     let catalog = match &args.catalog {
-        Some(path) => flashsale_engine::server::catalog::load_catalog(path)
+        Some(path) => flashsale_engine::catalog::load_catalog(path)
             .with_context(|| format!("loading catalog {}", path.display()))?,
         None => Vec::new(),
     };

@@ -5,7 +5,7 @@
 
 mod support;
 
-use flashsale_engine::server::ServerConfig;
+use flashsale_server::ServerConfig;
 use support::{Server, loadgen, small_steady, summary};
 
 fn run_args<'a>(scenario: &'a str, target: &'a str, out: &'a str) -> Vec<&'a str> {

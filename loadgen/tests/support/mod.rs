@@ -3,8 +3,8 @@
 //! but lies (oversells) or stops answering (an overloaded target).
 #![allow(dead_code)]
 
-use flashsale_engine::server::limits::AdminToken;
-use flashsale_engine::server::{RunningServer, ServerConfig, serve};
+use flashsale_server::limits::AdminToken;
+use flashsale_server::{RunningServer, ServerConfig, serve};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
