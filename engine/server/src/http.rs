@@ -257,6 +257,26 @@ fn error(status: StatusCode, code: &str, detail: &str) -> Response {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
+    if status == StatusCode::UNAUTHORIZED {
+        // RFC 6750 §3: a 401 names the scheme the client must use.
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"flashsale\""),
+        );
+    }
+    response
+}
+
+/// A 201 answer with the `Location` of what it created (`/v1/orders/7`, `/v1/skus/3`).
+fn created(body: Vec<u8>, collection: &str, id: u64) -> Response {
+    use std::io::Write;
+    let mut response = json(StatusCode::CREATED, body);
+    let mut location = Vec::with_capacity(32);
+    // Writing into a Vec cannot fail, and the path is ASCII: a valid header value.
+    let _ = write!(location, "/v1/{collection}/{id}");
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(location)) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
     response
 }
 
@@ -358,11 +378,12 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn outcome_response(outcome: &Outcome) -> Response {
     match outcome {
-        Outcome::Created(view) => json(StatusCode::CREATED, to_json(&OrderJson::from(view))),
+        Outcome::Created(view) => created(to_json(&OrderJson::from(view)), "orders", view.order_id),
         Outcome::Order(view) => json(StatusCode::OK, to_json(&OrderJson::from(view))),
-        Outcome::SkuCreated(view) => json(
-            StatusCode::CREATED,
+        Outcome::SkuCreated(view) => created(
             serde_json::to_vec(&SkuJson::from(&**view)).unwrap_or_default(),
+            "skus",
+            u64::from(view.config.sku_id),
         ),
         Outcome::Sku(view) => json(
             StatusCode::OK,

@@ -32,12 +32,19 @@ async fn sku_rows() {
     // PUT: 401 without / with a wrong token, 201 then 200, 400 naming the field.
     let answer = http.send(Method::PUT, "/v1/skus/1", None, SKU).await;
     assert_error(&answer, 401, "unauthorized", "Bearer");
+    assert_eq!(
+        answer.headers.get("www-authenticate").unwrap(),
+        "Bearer realm=\"flashsale\"",
+        "a 401 names its scheme (RFC 6750 §3)"
+    );
     let answer = http
         .send(Method::PUT, "/v1/skus/1", Some("nope"), SKU)
         .await;
     assert_error(&answer, 401, "unauthorized", "Bearer");
+    assert!(answer.headers.contains_key("www-authenticate"));
     let answer = http.put_sku(1, SKU).await;
     assert_eq!(answer.status, 201);
+    assert_eq!(answer.headers.get("location").unwrap(), "/v1/skus/1");
     let view = answer.json();
     assert_eq!(view["sku_id"], 1);
     assert_eq!(view["stock_total"], 3);
@@ -126,6 +133,7 @@ async fn order_rows() {
     // POST /v1/orders: 201 held, idempotent 200, and every refusal.
     let answer = http.order(1, 100, 1, 1).await;
     assert_eq!(answer.status, 201);
+    assert_eq!(answer.headers.get("location").unwrap(), "/v1/orders/1");
     let view = answer.json();
     assert_eq!(view["status"], "held");
     assert_eq!(view["order_id"], 1);
