@@ -275,26 +275,35 @@ mod tests {
     use flashsale_core::types::SkuConfig;
     use flashsale_engine::runtime::EngineConfig;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_commands_share_batches_and_keep_their_answers() {
+    /// An engine with SKU 1 (`stock` units) and a gateway over it.
+    async fn gateway_with_sku(capacity: usize, max_batch: usize, stock: u64) -> (Engine, Gateway) {
         let engine = Engine::start(EngineConfig::default()).unwrap();
-        let gateway = Gateway::new(engine.clone(), 1024, 64);
+        let gateway = Gateway::new(engine.clone(), capacity, max_batch);
         let created = gateway
-            .execute(Command::UpsertSku(SkuConfig::simple(1, 100, 1, 60_000)))
+            .execute(Command::UpsertSku(SkuConfig::simple(1, stock, 1, 60_000)))
             .await;
         assert!(matches!(created, Outcome::SkuCreated(_)));
+        (engine, gateway)
+    }
+
+    /// A reserve of one unit of SKU 1 by the user of the same id.
+    fn reserve(order_id: u64) -> Command {
+        Command::Reserve {
+            order_id,
+            user_id: order_id,
+            sku_id: 1,
+            qty: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commands_share_batches_and_keep_their_answers() {
+        let (engine, gateway) = gateway_with_sku(1024, 64, 100).await;
         let mut handles = Vec::new();
         for order_id in 0..200u64 {
             let gateway = gateway.clone();
             handles.push(tokio::spawn(async move {
-                let outcome = gateway
-                    .execute(Command::Reserve {
-                        order_id,
-                        user_id: order_id,
-                        sku_id: 1,
-                        qty: 1,
-                    })
-                    .await;
+                let outcome = gateway.execute(reserve(order_id)).await;
                 (order_id, outcome)
             }));
         }
@@ -383,27 +392,13 @@ mod tests {
     /// every `Engine::submit` runs on the runtime.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_next_batch_is_submitted_from_the_runtime_not_an_engine_thread() {
-        let engine = Engine::start(EngineConfig::default()).unwrap();
         // Batches of two: nearly every batch's end finds commands waiting for the next one.
-        let gateway = Gateway::new(engine.clone(), 100_000, 2);
-        let created = gateway
-            .execute(Command::UpsertSku(SkuConfig::simple(
-                1, 1_000_000, 1, 60_000,
-            )))
-            .await;
-        assert!(matches!(created, Outcome::SkuCreated(_)));
+        let (engine, gateway) = gateway_with_sku(100_000, 2, 1_000_000).await;
         let mut handles = Vec::new();
         for order_id in 0..2_000u64 {
             let gateway = gateway.clone();
             handles.push(tokio::spawn(async move {
-                gateway
-                    .execute(Command::Reserve {
-                        order_id,
-                        user_id: order_id,
-                        sku_id: 1,
-                        qty: 1,
-                    })
-                    .await
+                gateway.execute(reserve(order_id)).await
             }));
         }
         for handle in handles {
@@ -442,33 +437,17 @@ mod tests {
     /// the others: every handler that is not cancelled gets its answer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cancelled_handlers_never_strand_the_others() {
-        let engine = Engine::start(EngineConfig::default()).unwrap();
-        let gateway = Gateway::new(engine.clone(), 100_000, 3);
-        let created = gateway
-            .execute(Command::UpsertSku(SkuConfig::simple(
-                1, 1_000_000, 1, 60_000,
-            )))
-            .await;
-        assert!(matches!(created, Outcome::SkuCreated(_)));
+        let (engine, gateway) = gateway_with_sku(100_000, 3, 1_000_000).await;
         let mut kept = Vec::new();
         for order_id in 0..3_000u64 {
             let gateway = gateway.clone();
-            let reserve = async move {
-                gateway
-                    .execute(Command::Reserve {
-                        order_id,
-                        user_id: order_id,
-                        sku_id: 1,
-                        qty: 1,
-                    })
-                    .await
-            };
+            let handler = async move { gateway.execute(reserve(order_id)).await };
             if order_id % 3 == 0 {
                 // Cancelled after a few microseconds: waiting, in the engine, or answered.
                 let wait = std::time::Duration::from_micros(order_id % 50);
-                tokio::spawn(tokio::time::timeout(wait, reserve));
+                tokio::spawn(tokio::time::timeout(wait, handler));
             } else {
-                kept.push(tokio::spawn(reserve));
+                kept.push(tokio::spawn(handler));
             }
         }
         let all = async {
