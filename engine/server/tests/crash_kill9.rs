@@ -6,13 +6,14 @@
 //! acknowledged reserve is still idempotent; stock is conserved and no SKU is oversold.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod child_server;
+use child_server::ChildServer as Server;
 
 use flashsale_engine::client::Client;
 use flashsale_engine::protocol::Reply;
@@ -26,21 +27,9 @@ const STOCKS: [u64; SKUS as usize] = [200, 1_000_000, 1_000_000];
 const USERS: u64 = 100_000;
 const CLIENTS: usize = 32;
 
-struct Server {
-    child: Child,
-    tcp: SocketAddr,
-}
-
-impl Drop for Server {
-    /// A failing check must not leave a server running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_server(dir: &Path, catalog: &Path, mode: &[&str]) -> Server {
-    let mut child = std::process::Command::new(BIN)
+    let mut serve = std::process::Command::new(BIN);
+    serve
         .arg("serve")
         .arg("--data-dir")
         .arg(dir)
@@ -49,51 +38,8 @@ fn start_server(dir: &Path, catalog: &Path, mode: &[&str]) -> Server {
         .args(["--shards", "2", "--worker-threads", "2"])
         .args(["--snapshot-every-commands", "2000"])
         .arg("--catalog")
-        .arg(catalog)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the server binary");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (sender, receiver) = std::sync::mpsc::channel::<String>();
-    for stream in [
-        Box::new(stdout) as Box<dyn std::io::Read + Send>,
-        Box::new(stderr) as Box<dyn std::io::Read + Send>,
-    ] {
-        let sender = sender.clone();
-        std::thread::spawn(move || {
-            // Keeps draining after "ready" so the server never blocks on its log.
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match receiver.recv_timeout(left) {
-            Ok(line) => {
-                if line.contains("ready")
-                    && let Some(addr) = line
-                        .split_whitespace()
-                        .find_map(|field| field.strip_prefix("tcp="))
-                {
-                    let tcp = addr.parse().expect("tcp address in the ready line");
-                    return Server { child, tcp };
-                }
-                seen.push(line);
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the server did not become ready:\n{}", seen.join("\n"));
-            }
-        }
-    }
+        .arg(catalog);
+    child_server::spawn_until_ready(serve, Duration::from_secs(20))
 }
 
 /// What the clients were told about one order.

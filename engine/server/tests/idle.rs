@@ -11,11 +11,11 @@
 //! docs/benchmarks.md: `FLASHSALE_IDLE_BIN=target/release/flashsale-engine
 //! FLASHSALE_IDLE_SECONDS=20 cargo test -p flashsale-server --test idle -- --nocapture`).
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+
+mod child_server;
+use child_server::ChildServer as Server;
 
 use flashsale_engine::client::Client;
 use flashsale_engine::{Command, Outcome};
@@ -27,69 +27,21 @@ const MAX_WAKEUPS_PER_S: f64 = 20.0;
 /// The kernel's clock ticks per second in `/proc/*/stat` (USER_HZ, 100 on Linux).
 const TICKS_PER_S: f64 = 100.0;
 
-struct Server {
-    child: Child,
-    tcp: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn binary() -> String {
     std::env::var("FLASHSALE_IDLE_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_flashsale-engine").to_string())
 }
 
 fn start(mode: &[&str], catalog: &Path) -> Server {
-    let mut child = std::process::Command::new(binary())
+    let mut serve = std::process::Command::new(binary());
+    serve
         .arg("serve")
         .args(mode)
         .args(["--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .args(["--shards", "2", "--orders-capacity-per-shard", "4096"])
         .arg("--catalog")
-        .arg(catalog)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the server binary");
-    let (sender, receiver) = std::sync::mpsc::channel::<String>();
-    let outputs: [Box<dyn std::io::Read + Send>; 2] = [
-        Box::new(child.stdout.take().expect("piped stdout")),
-        Box::new(child.stderr.take().expect("piped stderr")),
-    ];
-    for output in outputs {
-        let sender = sender.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(output).lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = receiver.recv_timeout(left) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server did not become ready:\n{}", seen.join("\n"));
-        };
-        if line.contains("ready")
-            && let Some(addr) = line
-                .split_whitespace()
-                .find_map(|field| field.strip_prefix("tcp="))
-        {
-            let tcp = addr.parse().expect("tcp address in the ready line");
-            return Server { child, tcp };
-        }
-        seen.push(line);
-    }
+        .arg(catalog);
+    child_server::spawn_until_ready(serve, Duration::from_secs(30))
 }
 
 /// CPU ticks (user + system) the process has used, and how often its threads were switched
