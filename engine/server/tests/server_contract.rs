@@ -361,7 +361,7 @@ async fn pay_and_cancel_answer_as_the_table_says() {
         "cancelled",
     );
     // Raw TCP: the reply tags of pay and cancel, first and repeated.
-    let mut stream = raw_handshake(server.tcp_addr).await;
+    let mut stream = tcp_handshake(server.tcp_addr).await;
     let pay = Command::Pay {
         order_id: 2,
         user_id: 1,
@@ -475,7 +475,7 @@ async fn the_handshake_ignores_its_reserved_bytes_and_has_a_deadline() {
 async fn admin_frames_shape_before_authority_and_the_last_auth_counts() {
     let (server, _http, _client) = contract_server().await;
     // Unauthenticated, an upsert with 10 bytes of its 49-byte payload.
-    let mut stream = raw_handshake(server.tcp_addr).await;
+    let mut stream = tcp_handshake(server.tcp_addr).await;
     let mut frame = Vec::new();
     frame.extend_from_slice(&15u32.to_be_bytes());
     frame.extend_from_slice(&77u32.to_be_bytes());
@@ -501,7 +501,7 @@ async fn admin_frames_shape_before_authority_and_the_last_auth_counts() {
     );
     // Right token, then a wrong one: admin commands are unauthorized again; the connection
     // stays open.
-    let mut stream = raw_handshake(server.tcp_addr).await;
+    let mut stream = tcp_handshake(server.tcp_addr).await;
     let (_, ok) = raw_request(&mut stream, Request::Auth(TOKEN.as_bytes().to_vec())).await;
     assert_eq!(ok, Reply::AuthOk);
     let upsert = Request::Command(Command::UpsertSku(SkuConfig::simple(5, 1, 1, 1_000)));
@@ -543,7 +543,7 @@ async fn admin_frames_shape_before_authority_and_the_last_auth_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_closed_client_gets_every_complete_answer_then_the_close() {
     let (server, _http, _client) = contract_server().await;
-    let mut stream = raw_handshake(server.tcp_addr).await;
+    let mut stream = tcp_handshake(server.tcp_addr).await;
     let mut out = BytesMut::new();
     for request_id in 1..=3u32 {
         protocol::encode_request(
@@ -568,21 +568,6 @@ async fn a_half_closed_client_gets_every_complete_answer_then_the_close() {
         "then the close"
     );
     server.shutdown().await;
-}
-
-async fn raw_handshake(addr: std::net::SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(&protocol::client_handshake())
-        .await
-        .unwrap();
-    let mut answer = [0u8; 8];
-    stream.read_exact(&mut answer).await.unwrap();
-    assert_eq!(
-        protocol::parse_server_handshake(&answer),
-        Ok(HandshakeStatus::Ok)
-    );
-    stream
 }
 
 /// Sends one request; its reply's tag byte and decoded reply.

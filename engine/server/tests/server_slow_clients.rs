@@ -237,17 +237,6 @@ async fn an_http_body_trickled_byte_by_byte_is_answered_408_at_its_deadline() {
     server.shutdown().await;
 }
 
-async fn tcp_handshake(addr: std::net::SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(&protocol::client_handshake())
-        .await
-        .unwrap();
-    let mut answer = [0u8; 8];
-    stream.read_exact(&mut answer).await.unwrap();
-    stream
-}
-
 fn query_frame(request_id: u32) -> Vec<u8> {
     let mut out = BytesMut::new();
     protocol::encode_request(

@@ -126,7 +126,7 @@ async fn pipelined_replies_come_back_in_order_with_their_ids() {
         .await
         .unwrap();
     // Raw socket: 5000 requests in one write, ids chosen by us.
-    let mut stream = handshake(server.tcp_addr).await;
+    let mut stream = tcp_handshake(server.tcp_addr).await;
     let mut out = BytesMut::new();
     for i in 0..5000u32 {
         let command = Command::Reserve {
@@ -147,21 +147,6 @@ async fn pipelined_replies_come_back_in_order_with_their_ids() {
         );
     }
     server.shutdown().await;
-}
-
-async fn handshake(addr: std::net::SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(&protocol::client_handshake())
-        .await
-        .unwrap();
-    let mut answer = [0u8; 8];
-    stream.read_exact(&mut answer).await.unwrap();
-    assert_eq!(
-        protocol::parse_server_handshake(&answer),
-        Ok(HandshakeStatus::Ok)
-    );
-    stream
 }
 
 /// Reads one reply frame; `None` at a clean end of stream.
@@ -247,7 +232,7 @@ async fn bad_input_table() {
     assert_closed(&mut stream).await;
 
     // Unknown opcode: an error reply with the request's id; the connection goes on.
-    let mut stream = handshake(server.tcp_addr).await;
+    let mut stream = tcp_handshake(server.tcp_addr).await;
     stream
         .write_all(&[0, 0, 0, 5, 0, 0, 0, 77, 0x7e])
         .await
@@ -361,7 +346,7 @@ async fn bad_input_table() {
         ),
     ];
     for (name, bytes, code) in fatal_cases {
-        let mut stream = handshake(server.tcp_addr).await;
+        let mut stream = tcp_handshake(server.tcp_addr).await;
         stream.write_all(&bytes).await.unwrap();
         let (_, reply) = read_reply(&mut stream)
             .await
@@ -376,7 +361,7 @@ async fn bad_input_table() {
     // Random garbage and a frame cut off by the client's close: no reply needed, no harm done.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..20 {
-        let mut stream = handshake(server.tcp_addr).await;
+        let mut stream = tcp_handshake(server.tcp_addr).await;
         let garbage: Vec<u8> = (0..64)
             .map(|_| {
                 seed ^= seed << 13;
@@ -388,7 +373,7 @@ async fn bad_input_table() {
         let _ = stream.write_all(&garbage).await;
         drop(stream);
     }
-    let mut stream = handshake(server.tcp_addr).await;
+    let mut stream = tcp_handshake(server.tcp_addr).await;
     stream
         .write_all(&[0, 0, 0, 29, 0, 0, 0, 1, 3, 0, 0])
         .await
@@ -437,7 +422,7 @@ async fn idle_connections_are_closed() {
     let mut silent = TcpStream::connect(server.tcp_addr).await.unwrap();
     assert_closed(&mut silent).await;
     // Silent after it.
-    let mut idle = handshake(server.tcp_addr).await;
+    let mut idle = tcp_handshake(server.tcp_addr).await;
     assert_closed(&mut idle).await;
     server.shutdown().await;
 }

@@ -135,3 +135,21 @@ pub fn assert_error(answer: &Answer, status: u16, code: &str, mentions: &str) {
         answer.detail()
     );
 }
+
+/// A TCP connection to `addr` past the binary protocol's handshake (asserted accepted).
+pub async fn tcp_handshake(addr: SocketAddr) -> tokio::net::TcpStream {
+    use flashsale_engine::protocol::{self, HandshakeStatus};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&protocol::client_handshake())
+        .await
+        .unwrap();
+    let mut answer = [0u8; 8];
+    stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(
+        protocol::parse_server_handshake(&answer),
+        Ok(HandshakeStatus::Ok)
+    );
+    stream
+}
