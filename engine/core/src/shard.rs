@@ -897,6 +897,8 @@ struct ExpiryQueue {
     /// instead stalled the shard 18–70 ms at each step (copy plus freshly faulted huge pages;
     /// measured at 2, 5, 11 and 18 s of the README's double11).
     first_fifo: Option<VecDeque<u32>>,
+    /// Room each later TTL's FIFO starts with.
+    later_fifo_capacity: usize,
 }
 
 impl ExpiryQueue {
@@ -904,6 +906,7 @@ impl ExpiryQueue {
         ExpiryQueue {
             by_ttl: Vec::new(),
             first_fifo: Some(VecDeque::from(prefaulted_vec(holds, u32::MAX))),
+            later_fifo_capacity: holds.min(MAX_INITIAL_FIFO_CAPACITY),
         }
     }
 
@@ -919,7 +922,7 @@ impl ExpiryQueue {
                 let positions = self
                     .first_fifo
                     .take()
-                    .unwrap_or_else(|| VecDeque::with_capacity(MAX_INITIAL_FIFO_CAPACITY));
+                    .unwrap_or_else(|| VecDeque::with_capacity(self.later_fifo_capacity));
                 self.by_ttl.push(TtlFifo {
                     ttl_ms: hold_ttl_ms,
                     positions,

@@ -71,9 +71,8 @@ impl<T> InboxSender<T> {
     /// full (shutdown's stop marker only: the shard thread frees room as it drains).
     pub(crate) fn send_waiting(&self, message: T) {
         if let Some(queue) = &self.queue {
-            // The thread may be asleep with a full queue only if it is stopping already.
-            self.shard_thread.unpark();
-            // Disconnected: the thread has gone already; nothing is left to stop.
+            // A full queue has an awake thread draining it. Disconnected: the thread has gone
+            // already, nothing is left to stop.
             let _ = queue.send(message);
         }
         self.shard_thread.unpark();
@@ -97,16 +96,18 @@ impl<T> InboxReceiver<T> {
     /// The next message: at once if one is queued, otherwise after sleeping until one arrives,
     /// `wait` runs out (`None`: no limit) or the engine drops its sender.
     pub(crate) fn recv(&self, wait: Option<Duration>) -> Result<T, InboxEmpty> {
-        let deadline = wait.map(|wait| Instant::now() + wait);
+        // The clock is read only once the queue is found empty: a busy shard reads none here.
+        let mut deadline: Option<Instant> = None;
         loop {
             match self.queue.try_recv() {
                 Ok(message) => return Ok(message),
                 Err(TryRecvError::Disconnected) => return Err(InboxEmpty::Closed),
                 Err(TryRecvError::Empty) => {}
             }
-            match deadline {
+            match wait {
                 None => thread::park(),
-                Some(deadline) => {
+                Some(wait) => {
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + wait);
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(InboxEmpty::Timeout);
