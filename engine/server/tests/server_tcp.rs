@@ -21,6 +21,26 @@ async fn admin_client(addr: std::net::SocketAddr) -> Client {
     client
 }
 
+/// An authenticated client that has created SKU 1 with `stock` units.
+async fn admin_with_sku(
+    addr: std::net::SocketAddr,
+    stock: u64,
+    per_user_limit: u32,
+    hold_ttl_ms: u64,
+) -> Client {
+    let admin = admin_client(addr).await;
+    admin
+        .execute(Command::UpsertSku(SkuConfig::simple(
+            1,
+            stock,
+            per_user_limit,
+            hold_ttl_ms,
+        )))
+        .await
+        .unwrap();
+    admin
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_through_the_client() {
     let server = start(config()).await;
@@ -115,16 +135,7 @@ async fn every_command_through_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_replies_come_back_in_order_with_their_ids() {
     let server = start(config()).await;
-    let admin = admin_client(server.tcp_addr).await;
-    admin
-        .execute(Command::UpsertSku(SkuConfig::simple(
-            1,
-            1_000_000,
-            u32::MAX,
-            60_000,
-        )))
-        .await
-        .unwrap();
+    let _admin = admin_with_sku(server.tcp_addr, 1_000_000, u32::MAX, 60_000).await;
     // Raw socket: 5000 requests in one write, ids chosen by us.
     let mut stream = tcp_handshake(server.tcp_addr).await;
     let mut out = BytesMut::new();
@@ -178,16 +189,7 @@ async fn assert_closed(stream: &mut TcpStream) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_table() {
     let server = start(config()).await;
-    let admin = admin_client(server.tcp_addr).await;
-    admin
-        .execute(Command::UpsertSku(SkuConfig::simple(
-            1,
-            1_000_000,
-            u32::MAX,
-            60_000,
-        )))
-        .await
-        .unwrap();
+    let _admin = admin_with_sku(server.tcp_addr, 1_000_000, u32::MAX, 60_000).await;
     // A well-behaved client keeps working throughout.
     let bystander = {
         let client = Client::connect(server.tcp_addr).await.unwrap();
@@ -434,11 +436,7 @@ async fn rate_limit_over_tcp() {
         ..config()
     })
     .await;
-    let admin = admin_client(server.tcp_addr).await;
-    admin
-        .execute(Command::UpsertSku(SkuConfig::simple(1, 100, 100, 60_000)))
-        .await
-        .unwrap();
+    let admin = admin_with_sku(server.tcp_addr, 100, 100, 60_000).await;
     let commands = (0..5u64)
         .map(|order_id| Command::Reserve {
             order_id,
@@ -467,16 +465,7 @@ async fn rate_limit_over_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_on_one_hot_sku_never_oversell() {
     let server = start(config()).await;
-    let admin = admin_client(server.tcp_addr).await;
-    admin
-        .execute(Command::UpsertSku(SkuConfig::simple(
-            1,
-            1000,
-            u32::MAX,
-            600_000,
-        )))
-        .await
-        .unwrap();
+    let admin = admin_with_sku(server.tcp_addr, 1000, u32::MAX, 600_000).await;
     let mut tasks = Vec::new();
     for client_no in 0..8u64 {
         let addr = server.tcp_addr;
