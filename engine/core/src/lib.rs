@@ -17,6 +17,7 @@ pub mod model;
 pub mod shard;
 mod slot_index;
 pub mod types;
+pub mod units;
 
 pub use shard::Shard;
 pub use types::*;
