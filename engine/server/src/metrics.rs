@@ -710,7 +710,7 @@ mod tests {
             "flashsale_request_duration_seconds_bucket{transport=\"http\",op=\"reserve\",le=\"0.0001\"} 0"
         ));
         assert!(text.contains(
-            "flashsale_request_duration_seconds_bucket{transport=\"http\",op=\"reserve\",le=\"0.00025\"} 3"
+            "flashsale_request_duration_seconds_bucket{transport=\"http\",op=\"reserve\",le=\"0.0002\"} 3"
         ));
         assert!(text.contains(
             "flashsale_request_duration_seconds_count{transport=\"http\",op=\"reserve\"} 3"
