@@ -34,7 +34,7 @@ use tokio::sync::{Semaphore, watch};
 use super::Shared;
 use super::io::{IdleTimeout, LingeringClose};
 use super::limits::{Guard, guard};
-use super::metrics::{Op, Transport};
+use super::metrics::{HttpRoute, Metrics, Op, Transport};
 use flashsale_core::types::{
     Command, CommandKind, OrderView, Outcome, OutcomeCode, Reject, SkuConfig, SkuView,
 };
@@ -78,6 +78,9 @@ pub(crate) async fn run(
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             shared.metrics.connection_rejected(Transport::Http);
+            shared
+                .metrics
+                .http_response(HttpRoute::ConnectionLimit, 503);
             tokio::spawn(refuse(stream));
             continue;
         };
@@ -88,8 +91,11 @@ pub(crate) async fn run(
         let metrics = shared.metrics.clone();
         metrics.connection_opened(Transport::Http);
         tokio::spawn(async move {
-            // Errors here are a client's broken connection or a timeout: nothing to answer.
-            let _ = connection.await;
+            // Errors here are a client's broken connection or a timeout: nothing to answer,
+            // except a request head hyper could not parse, which hyper answers itself.
+            if let Err(error) = connection.await {
+                count_parse_error(&metrics, &error);
+            }
             metrics.connection_closed(Transport::Http);
             drop(permit);
         });
@@ -102,6 +108,17 @@ pub(crate) async fn run(
     {
         tracing::warn!("http connections still open after the drain timeout");
     }
+}
+
+/// Counts the answer hyper wrote itself for a request head it could not parse (hyper's
+/// `on_error`: 431 for a head too large — and for a URI over 64 KiB, which it answers 414 —,
+/// 400 otherwise; nothing for an HTTP/2 preface).
+fn count_parse_error(metrics: &Metrics, error: &hyper::Error) {
+    if !error.is_parse() || error.is_parse_version_h2() || error.is_parse_status() {
+        return;
+    }
+    let status = if error.is_parse_too_large() { 431 } else { 400 };
+    metrics.http_response(HttpRoute::Unparsed, status);
 }
 
 /// Answers a connection over the limit with a 503 and closes it.
@@ -132,7 +149,14 @@ impl hyper::service::Service<Request<Incoming>> for Api {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(dispatch(&shared, request).await) })
+        Box::pin(async move {
+            let counted = route(request.uri().path()).map_or(HttpRoute::Unmatched, |r| r.metric());
+            let response = dispatch(&shared, request).await;
+            shared
+                .metrics
+                .http_response(counted, response.status().as_u16());
+            Ok(response)
+        })
     }
 }
 
@@ -149,6 +173,20 @@ enum Route<'a> {
 }
 
 impl Route<'_> {
+    /// The `route` label this route's answers are counted under.
+    fn metric(&self) -> HttpRoute {
+        match self {
+            Route::Sku(_) => HttpRoute::Sku,
+            Route::Restock(_) => HttpRoute::Restock,
+            Route::Orders => HttpRoute::Orders,
+            Route::Order(_) => HttpRoute::Order,
+            Route::Pay(_) => HttpRoute::Pay,
+            Route::Cancel(_) => HttpRoute::Cancel,
+            Route::Metrics => HttpRoute::Metrics,
+            Route::Healthz => HttpRoute::Healthz,
+        }
+    }
+
     fn allows(&self, method: &Method) -> bool {
         let get = method == Method::GET || method == Method::HEAD;
         match self {

@@ -31,6 +31,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use flashsale_core::types::{Command, Outcome, SkuConfig, SkuView};
+use flashsale_engine::journal::{Durability, SyncMode};
 use flashsale_engine::runtime::{Engine, EngineConfig, EngineError};
 use gateway::Gateway;
 use limits::{AdminToken, UserRateLimiter};
@@ -75,7 +76,7 @@ pub struct ServerConfig {
     pub user_rate_limit_per_s: Option<u32>,
     /// Users the rate limiter tracks before it forgets full buckets.
     pub rate_limit_max_users: usize,
-    /// SKUs that get their own gauges in `/metrics`.
+    /// SKUs (the lowest ids) that get their own gauges in `/metrics` (`serve --metrics-sku-limit`).
     pub metrics_sku_limit: usize,
     /// Records every command the front doors hand to the engine (`serve --capture`).
     pub capture: Option<Arc<capture::Capture>>,
@@ -169,6 +170,9 @@ impl Shared {
             fast_unknown_order: stats.fast_unknown_order,
             expired_holds: stats.expired_holds,
             queue_depths: stats.queue_depths,
+            queue_capacity: self.config.engine.queue_capacity_batches,
+            order_capacity_per_shard: self.config.engine.orders_capacity_per_shard,
+            durability_mode: durability_mode(&self.config.engine.durability),
             skus,
             per_sku_limit: self.config.metrics_sku_limit,
             capture: self
@@ -178,6 +182,17 @@ impl Shared {
                 .map(|c| (c.records(), c.dropped())),
             durability_failure: self.engine.durability_failure(),
         }
+    }
+}
+
+/// The `mode` label of `flashsale_durability_mode`.
+fn durability_mode(durability: &Durability) -> &'static str {
+    match durability {
+        Durability::Memory => "memory",
+        Durability::Journal(config) => match config.mode {
+            SyncMode::Sync => "sync",
+            SyncMode::Async { .. } => "async",
+        },
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use flashsale_core::units::{parse_positive_duration, parse_rate_u32};
 use flashsale_engine::catalog::load_catalog;
 use flashsale_engine::journal::Durability;
 use flashsale_engine::{Clock, EngineConfig};
@@ -50,7 +51,7 @@ enum JournalCommand {
 enum DurabilityArg {
     /// A reply is sent only after its commands are on disk (group commit).
     Sync,
-    /// Written at once, fsynced every --fsync-interval-ms; replies do not wait.
+    /// Written at once, fsynced every --fsync-interval; replies do not wait.
     Async,
     /// No journal: a restart forgets everything.
     Memory,
@@ -73,22 +74,37 @@ struct ServeArgs {
     /// SKUs to create at start (TOML, see docs/catalog.example.toml).
     #[arg(long)]
     catalog: Option<PathBuf>,
-    /// Requests per second per user id (reserve, pay, cancel); off when absent.
-    #[arg(long)]
+    /// Requests per second per user id (reserve, pay, cancel), e.g. 20, 10k, 1.5M/s; off when
+    /// absent.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate_u32, allow_hyphen_values = true)]
     user_rate_limit: Option<u32>,
     /// Open connections allowed per transport.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
-    /// Close a connection idle for this long.
-    #[arg(long, default_value_t = 60_000)]
-    idle_timeout_ms: u64,
+    /// Close a connection idle for this long (e.g. 60s, 1m30s, 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = millis, allow_hyphen_values = true, default_value = "60s")]
+    idle_timeout: u64,
+    /// Old spelling of --idle-timeout: a plain number of milliseconds.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "idle_timeout")]
+    idle_timeout_ms: Option<u64>,
     /// An HTTP request's headers, a TCP handshake and each TCP frame (from its first byte) must
-    /// arrive within this, however slowly their bytes trickle in.
-    #[arg(long, default_value_t = 5_000)]
-    header_timeout_ms: u64,
-    /// An HTTP request body must arrive within this (408 otherwise).
-    #[arg(long, default_value_t = 10_000)]
-    body_timeout_ms: u64,
+    /// arrive within this, however slowly their bytes trickle in (e.g. 5s, 250ms).
+    #[arg(long, value_name = "DURATION", value_parser = millis, allow_hyphen_values = true, default_value = "5s")]
+    header_timeout: u64,
+    /// Old spelling of --header-timeout: a plain number of milliseconds.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "MS",
+        conflicts_with = "header_timeout"
+    )]
+    header_timeout_ms: Option<u64>,
+    /// An HTTP request body must arrive within this, 408 otherwise (e.g. 10s, 1m).
+    #[arg(long, value_name = "DURATION", value_parser = millis, allow_hyphen_values = true, default_value = "10s")]
+    body_timeout: u64,
+    /// Old spelling of --body-timeout: a plain number of milliseconds.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "body_timeout")]
+    body_timeout_ms: Option<u64>,
     /// Batches each shard queue holds before answering busy.
     #[arg(long, default_value_t = 4096)]
     queue_capacity_batches: usize,
@@ -105,9 +121,17 @@ struct ServeArgs {
     /// sync | async | memory (default: sync with --data-dir, memory without).
     #[arg(long, value_enum)]
     durability: Option<DurabilityArg>,
-    /// In async mode, how often the journal is fsynced.
-    #[arg(long, default_value_t = 10)]
-    fsync_interval_ms: u64,
+    /// In async mode, how often the journal is fsynced (e.g. 10ms, 1s).
+    #[arg(long, value_name = "DURATION", value_parser = millis, allow_hyphen_values = true, default_value = "10ms")]
+    fsync_interval: u64,
+    /// Old spelling of --fsync-interval: a plain number of milliseconds.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "MS",
+        conflicts_with = "fsync_interval"
+    )]
+    fsync_interval_ms: Option<u64>,
     /// Snapshot each shard after this many journaled commands (0: only at a clean stop).
     #[arg(long, default_value_t = 2_000_000)]
     snapshot_every_commands: u64,
@@ -116,6 +140,40 @@ struct ServeArgs {
     /// and counts them (`flashsale_capture_dropped_total`, the trace's trailer).
     #[arg(long)]
     capture: Option<PathBuf>,
+    /// SKUs (the lowest ids) that get their own `flashsale_sku_stock_units` gauges in /metrics;
+    /// 0 for none. Each costs three series per scrape.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    metrics_sku_limit: usize,
+}
+
+impl ServeArgs {
+    fn idle_timeout_ms(&self) -> u64 {
+        self.idle_timeout_ms.unwrap_or(self.idle_timeout)
+    }
+
+    fn header_timeout_ms(&self) -> u64 {
+        self.header_timeout_ms.unwrap_or(self.header_timeout)
+    }
+
+    fn body_timeout_ms(&self) -> u64 {
+        self.body_timeout_ms.unwrap_or(self.body_timeout)
+    }
+
+    fn fsync_interval_ms(&self) -> u64 {
+        self.fsync_interval_ms.unwrap_or(self.fsync_interval)
+    }
+}
+
+/// A positive duration (the shared `units` parser), in whole milliseconds: at least 1 ms.
+fn millis(text: &str) -> Result<u64, String> {
+    let duration = parse_positive_duration(text).map_err(|e| e.to_string())?;
+    let ms = duration.as_millis();
+    if ms == 0 {
+        return Err(format!(
+            "`{text}` is shorter than the 1ms this flag counts in"
+        ));
+    }
+    u64::try_from(ms).map_err(|_| format!("`{text}` is too large"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -177,7 +235,7 @@ fn durability(args: &ServeArgs) -> anyhow::Result<Durability> {
         (Some(DurabilityArg::Memory), _) | (None, None) => return Ok(Durability::Memory),
         (Some(DurabilityArg::Sync), Some(_)) | (None, Some(_)) => SyncMode::Sync,
         (Some(DurabilityArg::Async), Some(_)) => SyncMode::Async {
-            fsync_interval_ms: args.fsync_interval_ms,
+            fsync_interval_ms: args.fsync_interval_ms(),
         },
         (Some(_), None) => anyhow::bail!("--durability sync|async needs --data-dir"),
     };
@@ -193,7 +251,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let durability = durability(&args)?;
-    let admin_token = AdminToken::new(args.admin_token);
+    let admin_token = AdminToken::new(args.admin_token.clone());
     if !admin_token.is_configured() {
         tracing::warn!("no admin token: admin endpoints will answer 401");
     }
@@ -218,9 +276,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         admin_token,
         catalog,
         max_connections: args.max_connections,
-        idle_timeout_ms: args.idle_timeout_ms,
-        header_read_timeout_ms: args.header_timeout_ms,
-        body_read_timeout_ms: args.body_timeout_ms,
+        idle_timeout_ms: args.idle_timeout_ms(),
+        header_read_timeout_ms: args.header_timeout_ms(),
+        body_read_timeout_ms: args.body_timeout_ms(),
+        metrics_sku_limit: args.metrics_sku_limit,
         user_rate_limit_per_s: args.user_rate_limit,
         capture: capture.clone(),
         ..ServerConfig::default()

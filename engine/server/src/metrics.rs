@@ -63,11 +63,78 @@ impl Op {
 
 const OUTCOME_COUNT: usize = OutcomeCode::COUNT;
 
-/// Latency buckets, in microseconds, exposed as the histogram's `le` bounds.
-const BUCKETS_US: [u64; 15] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 5_000_000,
-];
+/// Latency buckets, in microseconds, exposed as the histogram's `le` bounds: a 1-2-5 ladder
+/// from 10 µs to 10 s.
+pub const BUCKETS_US: [u64; 19] = one_two_five_ladder();
+
+const fn one_two_five_ladder() -> [u64; 19] {
+    let mut bounds = [0; 19];
+    let mut decade = 10;
+    let mut at = 0;
+    while at < 18 {
+        bounds[at] = decade;
+        bounds[at + 1] = 2 * decade;
+        bounds[at + 2] = 5 * decade;
+        decade *= 10;
+        at += 3;
+    }
+    bounds[18] = decade;
+    bounds
+}
+
+/// The `route` label of an HTTP answer: a template from the route table, never the raw path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpRoute {
+    Orders,
+    Order,
+    Pay,
+    Cancel,
+    Sku,
+    Restock,
+    Metrics,
+    Healthz,
+    /// A path no route matches (its answer is 404).
+    Unmatched,
+    /// Answered 503 at the connection limit, before any request was read.
+    ConnectionLimit,
+    /// Answered by hyper itself (400, 431) because the request head could not be parsed.
+    Unparsed,
+}
+
+impl HttpRoute {
+    pub const ALL: [HttpRoute; 11] = [
+        HttpRoute::Orders,
+        HttpRoute::Order,
+        HttpRoute::Pay,
+        HttpRoute::Cancel,
+        HttpRoute::Sku,
+        HttpRoute::Restock,
+        HttpRoute::Metrics,
+        HttpRoute::Healthz,
+        HttpRoute::Unmatched,
+        HttpRoute::ConnectionLimit,
+        HttpRoute::Unparsed,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            HttpRoute::Orders => "/v1/orders",
+            HttpRoute::Order => "/v1/orders/{order_id}",
+            HttpRoute::Pay => "/v1/orders/{order_id}/pay",
+            HttpRoute::Cancel => "/v1/orders/{order_id}/cancel",
+            HttpRoute::Sku => "/v1/skus/{sku_id}",
+            HttpRoute::Restock => "/v1/skus/{sku_id}/restock",
+            HttpRoute::Metrics => "/metrics",
+            HttpRoute::Healthz => "/healthz",
+            HttpRoute::Unmatched => "unmatched",
+            HttpRoute::ConnectionLimit => "connection_limit",
+            HttpRoute::Unparsed => "unparsed",
+        }
+    }
+}
+
+/// One counter per possible HTTP status code (hyper's `StatusCode` is 100..=999).
+const STATUS_SLOTS: usize = 1000;
 
 struct Latency {
     histogram: Mutex<Histogram<u64>>,
@@ -81,6 +148,7 @@ pub struct Metrics {
     open_connections: [AtomicI64; 2],
     rejected_connections: [AtomicU64; 2],
     gateway_busy: AtomicU64,
+    http_responses: Vec<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -109,6 +177,9 @@ impl Metrics {
             open_connections: [AtomicI64::new(0), AtomicI64::new(0)],
             rejected_connections: [AtomicU64::new(0), AtomicU64::new(0)],
             gateway_busy: AtomicU64::new(0),
+            http_responses: (0..HttpRoute::ALL.len() * STATUS_SLOTS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 
@@ -152,6 +223,18 @@ impl Metrics {
         self.open_connections[transport as usize].load(Ordering::Relaxed)
     }
 
+    /// Counts one HTTP answer: every answer the server writes goes through here.
+    pub fn http_response(&self, route: HttpRoute, status: u16) {
+        let status = usize::from(status).min(STATUS_SLOTS - 1);
+        self.http_responses[route as usize * STATUS_SLOTS + status].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count of HTTP answers for one (route, status); for tests.
+    pub fn http_response_count(&self, route: HttpRoute, status: u16) -> u64 {
+        let status = usize::from(status).min(STATUS_SLOTS - 1);
+        self.http_responses[route as usize * STATUS_SLOTS + status].load(Ordering::Relaxed)
+    }
+
     pub fn gateway_busy(&self) {
         self.gateway_busy.fetch_add(1, Ordering::Relaxed);
     }
@@ -167,10 +250,29 @@ impl Metrics {
         }
     }
 
-    /// Renders everything in Prometheus text format 0.0.4.
+    /// Renders everything in Prometheus text format 0.0.4: one function per group of families.
     pub fn render(&self, engine: &EngineSnapshot) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        out.push_str("# HELP flashsale_requests_total Requests answered, by transport, op and outcome.\n# TYPE flashsale_requests_total counter\n");
+        render_build_info(&mut out);
+        self.render_requests(&mut out);
+        self.render_latency(&mut out);
+        self.render_http_responses(&mut out);
+        self.render_connections(&mut out);
+        self.render_queues(&mut out, engine);
+        render_engine_counters(&mut out, engine);
+        render_order_tables(&mut out, engine);
+        render_stock(&mut out, engine);
+        render_durability(&mut out, engine);
+        out
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        family(
+            out,
+            "flashsale_requests_total",
+            "counter",
+            "Requests answered, by transport, op and outcome (the API's codes).",
+        );
         for (t, transport) in TRANSPORTS.iter().enumerate() {
             for (o, op) in Op::all().map(Op::name).enumerate() {
                 for (k, outcome) in OutcomeCode::ALL.map(OutcomeCode::as_str).iter().enumerate() {
@@ -185,7 +287,15 @@ impl Metrics {
                 }
             }
         }
-        out.push_str("# HELP flashsale_request_duration_seconds Server-side latency from decode to reply, by transport and op.\n# TYPE flashsale_request_duration_seconds histogram\n");
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        family(
+            out,
+            "flashsale_request_duration_seconds",
+            "histogram",
+            "Server-side latency from decode to reply, by transport and op.",
+        );
         for (t, transport) in TRANSPORTS.iter().enumerate() {
             for (o, op) in Op::all().map(Op::name).enumerate() {
                 let latency = &self.latency[t * Op::COUNT + o];
@@ -197,31 +307,54 @@ impl Metrics {
                 if histogram.is_empty() {
                     continue;
                 }
+                let labels = format!("transport=\"{transport}\",op=\"{op}\"");
                 for bound in BUCKETS_US {
                     let count = histogram.count_between(0, bound);
                     let _ = writeln!(
                         out,
-                        "flashsale_request_duration_seconds_bucket{{transport=\"{transport}\",op=\"{op}\",le=\"{}\"}} {count}",
+                        "flashsale_request_duration_seconds_bucket{{{labels},le=\"{}\"}} {count}",
                         bound as f64 / 1e6
                     );
                 }
                 let total = histogram.len();
                 let _ = writeln!(
                     out,
-                    "flashsale_request_duration_seconds_bucket{{transport=\"{transport}\",op=\"{op}\",le=\"+Inf\"}} {total}"
-                );
-                let _ = writeln!(
-                    out,
-                    "flashsale_request_duration_seconds_sum{{transport=\"{transport}\",op=\"{op}\"}} {}",
+                    "flashsale_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}\nflashsale_request_duration_seconds_sum{{{labels}}} {}\nflashsale_request_duration_seconds_count{{{labels}}} {total}",
                     latency.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-                );
-                let _ = writeln!(
-                    out,
-                    "flashsale_request_duration_seconds_count{{transport=\"{transport}\",op=\"{op}\"}} {total}"
                 );
             }
         }
-        out.push_str("# HELP flashsale_open_connections Connections currently open.\n# TYPE flashsale_open_connections gauge\n");
+    }
+
+    fn render_http_responses(&self, out: &mut String) {
+        family(
+            out,
+            "flashsale_http_responses_total",
+            "counter",
+            "Every HTTP answer, by route (the route table's template; unknown paths are `unmatched`) and status.",
+        );
+        for route in HttpRoute::ALL {
+            for status in 0..STATUS_SLOTS {
+                let value = self.http_responses[route as usize * STATUS_SLOTS + status]
+                    .load(Ordering::Relaxed);
+                if value > 0 {
+                    let _ = writeln!(
+                        out,
+                        "flashsale_http_responses_total{{route=\"{}\",status=\"{status}\"}} {value}",
+                        route.label()
+                    );
+                }
+            }
+        }
+    }
+
+    fn render_connections(&self, out: &mut String) {
+        family(
+            out,
+            "flashsale_open_connections",
+            "gauge",
+            "Connections currently open.",
+        );
         for (t, transport) in TRANSPORTS.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -229,7 +362,12 @@ impl Metrics {
                 self.open_connections[t].load(Ordering::Relaxed)
             );
         }
-        out.push_str("# HELP flashsale_rejected_connections_total Connections refused at the connection limit.\n# TYPE flashsale_rejected_connections_total counter\n");
+        family(
+            out,
+            "flashsale_rejected_connections_total",
+            "counter",
+            "Connections refused at the connection limit.",
+        );
         for (t, transport) in TRANSPORTS.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -237,72 +375,192 @@ impl Metrics {
                 self.rejected_connections[t].load(Ordering::Relaxed)
             );
         }
-        out.push_str("# HELP flashsale_busy_rejections_total Commands answered busy, by where the queue was full.\n# TYPE flashsale_busy_rejections_total counter\n");
-        let _ = writeln!(
+    }
+
+    fn render_queues(&self, out: &mut String, engine: &EngineSnapshot) {
+        family(
             out,
-            "flashsale_busy_rejections_total{{queue=\"shard\"}} {}",
-            engine.busy_rejections
+            "flashsale_busy_rejections_total",
+            "counter",
+            "Commands answered busy, by where the queue was full.",
         );
         let _ = writeln!(
             out,
-            "flashsale_busy_rejections_total{{queue=\"gateway\"}} {}",
+            "flashsale_busy_rejections_total{{queue=\"shard\"}} {}\nflashsale_busy_rejections_total{{queue=\"gateway\"}} {}",
+            engine.busy_rejections,
             self.gateway_busy.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP flashsale_fast_path_total Commands answered without entering a shard.\n# TYPE flashsale_fast_path_total counter\n");
-        let _ = writeln!(
+        family(
             out,
-            "flashsale_fast_path_total{{kind=\"sold_out\"}} {}\nflashsale_fast_path_total{{kind=\"unknown_order\"}} {}",
-            engine.fast_sold_out, engine.fast_unknown_order
+            "flashsale_shard_queue_depth",
+            "gauge",
+            "Batches waiting in each shard's queue.",
         );
-        out.push_str("# HELP flashsale_expired_holds_total Holds that expired unpaid.\n# TYPE flashsale_expired_holds_total counter\n");
-        let _ = writeln!(
-            out,
-            "flashsale_expired_holds_total {}",
-            engine.expired_holds
-        );
-        out.push_str("# HELP flashsale_shard_queue_depth Batches waiting in each shard's queue.\n# TYPE flashsale_shard_queue_depth gauge\n");
         for (shard, depth) in engine.queue_depths.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "flashsale_shard_queue_depth{{shard=\"{shard}\"}} {depth}"
             );
         }
-        let (mut available, mut held, mut sold) = (0u64, 0u64, 0u64);
-        for view in &engine.skus {
-            available += view.available;
-            held += view.held;
-            sold += view.sold;
-        }
-        out.push_str(
-            "# HELP flashsale_skus Number of SKUs the engine knows.\n# TYPE flashsale_skus gauge\n",
-        );
-        let _ = writeln!(out, "flashsale_skus {}", engine.skus.len());
-        out.push_str("# HELP flashsale_stock_units Stock units summed over every SKU, by state.\n# TYPE flashsale_stock_units gauge\n");
-        let _ = writeln!(
+        family(
             out,
-            "flashsale_stock_units{{state=\"available\"}} {available}\nflashsale_stock_units{{state=\"held\"}} {held}\nflashsale_stock_units{{state=\"sold\"}} {sold}"
+            "flashsale_shard_queue_capacity",
+            "gauge",
+            "Batches each shard's queue holds before commands are answered busy (--queue-capacity-batches).",
         );
-        out.push_str("# HELP flashsale_sku_stock_units Stock units of one SKU, by state (the lowest sku ids, up to the configured limit).\n# TYPE flashsale_sku_stock_units gauge\n");
-        for view in engine.skus.iter().take(engine.per_sku_limit) {
-            let id = view.config.sku_id;
+        for shard in 0..engine.queue_depths.len() {
             let _ = writeln!(
                 out,
-                "flashsale_sku_stock_units{{sku_id=\"{id}\",state=\"available\"}} {}\nflashsale_sku_stock_units{{sku_id=\"{id}\",state=\"held\"}} {}\nflashsale_sku_stock_units{{sku_id=\"{id}\",state=\"sold\"}} {}",
-                view.available, view.held, view.sold
+                "flashsale_shard_queue_capacity{{shard=\"{shard}\"}} {}",
+                engine.queue_capacity
             );
         }
+    }
+}
+
+/// Writes a family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn render_build_info(out: &mut String) {
+    family(
+        out,
+        "flashsale_build_info",
+        "gauge",
+        "Always 1; the labels say which build is running.",
+    );
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let _ = writeln!(
+        out,
+        "flashsale_build_info{{version=\"{}\",profile=\"{profile}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
+fn render_engine_counters(out: &mut String, engine: &EngineSnapshot) {
+    family(
+        out,
+        "flashsale_fast_path_total",
+        "counter",
+        "Commands answered without entering a shard.",
+    );
+    let _ = writeln!(
+        out,
+        "flashsale_fast_path_total{{kind=\"sold_out\"}} {}\nflashsale_fast_path_total{{kind=\"unknown_order\"}} {}",
+        engine.fast_sold_out, engine.fast_unknown_order
+    );
+    family(
+        out,
+        "flashsale_expired_holds_total",
+        "counter",
+        "Holds that expired unpaid.",
+    );
+    let _ = writeln!(
+        out,
+        "flashsale_expired_holds_total {}",
+        engine.expired_holds
+    );
+}
+
+fn render_order_tables(out: &mut String, engine: &EngineSnapshot) {
+    family(
+        out,
+        "flashsale_order_table_capacity",
+        "gauge",
+        "Orders each shard's table holds before it grows, pausing the shard (--orders-capacity-per-shard).",
+    );
+    for shard in 0..engine.queue_depths.len() {
         let _ = writeln!(
             out,
-            "# HELP flashsale_durability_failed 1 once the journal failed: every command is refused until a restart (GET /healthz says why).\n# TYPE flashsale_durability_failed gauge\nflashsale_durability_failed {}",
-            u8::from(engine.durability_failure.is_some())
+            "flashsale_order_table_capacity{{shard=\"{shard}\"}} {}",
+            engine.order_capacity_per_shard
         );
-        if let Some((records, dropped)) = engine.capture {
-            let _ = writeln!(
-                out,
-                "# HELP flashsale_capture_records_total Requests written to the --capture trace.\n# TYPE flashsale_capture_records_total counter\nflashsale_capture_records_total {records}\n# HELP flashsale_capture_dropped_total Requests the --capture writer could not keep up with (not in the trace).\n# TYPE flashsale_capture_dropped_total counter\nflashsale_capture_dropped_total {dropped}"
-            );
-        }
-        out
+    }
+}
+
+fn render_stock(out: &mut String, engine: &EngineSnapshot) {
+    let (mut available, mut held, mut sold) = (0u64, 0u64, 0u64);
+    for view in &engine.skus {
+        available += view.available;
+        held += view.held;
+        sold += view.sold;
+    }
+    family(
+        out,
+        "flashsale_skus",
+        "gauge",
+        "Number of SKUs the engine knows.",
+    );
+    let _ = writeln!(out, "flashsale_skus {}", engine.skus.len());
+    family(
+        out,
+        "flashsale_stock_units",
+        "gauge",
+        "Stock units summed over every SKU, by state.",
+    );
+    let _ = writeln!(
+        out,
+        "flashsale_stock_units{{state=\"available\"}} {available}\nflashsale_stock_units{{state=\"held\"}} {held}\nflashsale_stock_units{{state=\"sold\"}} {sold}"
+    );
+    family(
+        out,
+        "flashsale_sku_stock_units",
+        "gauge",
+        "Stock units of one SKU, by state (the lowest sku ids, up to --metrics-sku-limit).",
+    );
+    for view in engine.skus.iter().take(engine.per_sku_limit) {
+        let id = view.config.sku_id;
+        let _ = writeln!(
+            out,
+            "flashsale_sku_stock_units{{sku_id=\"{id}\",state=\"available\"}} {}\nflashsale_sku_stock_units{{sku_id=\"{id}\",state=\"held\"}} {}\nflashsale_sku_stock_units{{sku_id=\"{id}\",state=\"sold\"}} {}",
+            view.available, view.held, view.sold
+        );
+    }
+}
+
+fn render_durability(out: &mut String, engine: &EngineSnapshot) {
+    family(
+        out,
+        "flashsale_durability_mode",
+        "gauge",
+        "1 for the journal mode this server runs with (sync, async or memory).",
+    );
+    let _ = writeln!(
+        out,
+        "flashsale_durability_mode{{mode=\"{}\"}} 1",
+        engine.durability_mode
+    );
+    family(
+        out,
+        "flashsale_durability_failed",
+        "gauge",
+        "1 once the journal failed: every command is refused until a restart (GET /healthz says why).",
+    );
+    let _ = writeln!(
+        out,
+        "flashsale_durability_failed {}",
+        u8::from(engine.durability_failure.is_some())
+    );
+    if let Some((records, dropped)) = engine.capture {
+        family(
+            out,
+            "flashsale_capture_records_total",
+            "counter",
+            "Requests written to the --capture trace.",
+        );
+        let _ = writeln!(out, "flashsale_capture_records_total {records}");
+        family(
+            out,
+            "flashsale_capture_dropped_total",
+            "counter",
+            "Requests the --capture writer could not keep up with (not in the trace).",
+        );
+        let _ = writeln!(out, "flashsale_capture_dropped_total {dropped}");
     }
 }
 
@@ -314,6 +572,12 @@ pub struct EngineSnapshot {
     pub fast_unknown_order: u64,
     pub expired_holds: u64,
     pub queue_depths: Vec<usize>,
+    /// Batches each shard queue holds.
+    pub queue_capacity: usize,
+    /// Orders each shard's table holds before it grows.
+    pub order_capacity_per_shard: usize,
+    /// `sync`, `async` or `memory`.
+    pub durability_mode: &'static str,
     /// Every SKU's view, sorted by id.
     pub skus: Vec<SkuView>,
     /// How many SKUs get their own gauges.
@@ -446,7 +710,7 @@ mod tests {
             "flashsale_request_duration_seconds_bucket{transport=\"http\",op=\"reserve\",le=\"0.0001\"} 0"
         ));
         assert!(text.contains(
-            "flashsale_request_duration_seconds_bucket{transport=\"http\",op=\"reserve\",le=\"0.00025\"} 3"
+            "flashsale_request_duration_seconds_bucket{transport=\"http\",op=\"reserve\",le=\"0.0002\"} 3"
         ));
         assert!(text.contains(
             "flashsale_request_duration_seconds_count{transport=\"http\",op=\"reserve\"} 3"
