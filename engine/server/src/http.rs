@@ -400,7 +400,9 @@ pub fn reject_detail(reject: Reject) -> &'static str {
         Reject::InvalidRestock => {
             "the change would leave stock_total below held + sold units or out of range"
         }
-        Reject::InvalidSku => "the sku settings are invalid",
+        Reject::InvalidSku => {
+            "the sku settings are invalid: a per_user_limit below the most units one user already has of this sku, or a setting out of range"
+        }
         Reject::Busy => "the server is overloaded; retry later",
     }
 }
