@@ -2,8 +2,8 @@
 //! request parsing (every bad input is a 400/404/405/413 JSON error that names the problem),
 //! admin bearer auth, the per-user rate limit, and mapping engine outcomes to status codes. It
 //! also owns the HTTP accept loop with its connection limit, header-read and idle timeouts and
-//! graceful drain. Routing is a small hand-written hyper `Service` (one boxed future per
-//! request, no extractor layers, no header copies). Commands go to the engine only through
+//! graceful drain. Routing is a small hand-written hyper `Service` over one route table,
+//! [`ROUTES`] (one boxed future per request, no extractor layers, no header copies). Commands go to the engine only through
 //! the gateway batcher; this module must not decide stock or order rules.
 
 // The `Err` of the helpers below is the finished HTTP response for a refused request, handed
@@ -150,7 +150,8 @@ impl hyper::service::Service<Request<Incoming>> for Api {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let shared = self.shared.clone();
         Box::pin(async move {
-            let counted = route(request.uri().path()).map_or(HttpRoute::Unmatched, |r| r.metric());
+            let counted = route(request.uri().path())
+                .map_or(HttpRoute::Unmatched, |(route, _)| route.endpoint.metric());
             let response = dispatch(&shared, request).await;
             shared
                 .metrics
@@ -160,110 +161,150 @@ impl hyper::service::Service<Request<Incoming>> for Api {
     }
 }
 
-/// A matched path. Ids are the raw (still percent-encoded) segment.
-enum Route<'a> {
-    Sku(&'a str),
-    Restock(&'a str),
+/// What a route serves; the handler [`dispatch`] calls for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
     Orders,
-    Order(&'a str),
-    Pay(&'a str),
-    Cancel(&'a str),
+    Order,
+    Pay,
+    Cancel,
+    Sku,
+    Restock,
     Metrics,
     Healthz,
+    OpenApi,
 }
 
-impl Route<'_> {
-    /// The `route` label this route's answers are counted under.
-    fn metric(&self) -> HttpRoute {
+impl Endpoint {
+    /// The `route` label this endpoint's answers are counted under.
+    fn metric(self) -> HttpRoute {
         match self {
-            Route::Sku(_) => HttpRoute::Sku,
-            Route::Restock(_) => HttpRoute::Restock,
-            Route::Orders => HttpRoute::Orders,
-            Route::Order(_) => HttpRoute::Order,
-            Route::Pay(_) => HttpRoute::Pay,
-            Route::Cancel(_) => HttpRoute::Cancel,
-            Route::Metrics => HttpRoute::Metrics,
-            Route::Healthz => HttpRoute::Healthz,
+            Endpoint::Orders => HttpRoute::Orders,
+            Endpoint::Order => HttpRoute::Order,
+            Endpoint::Pay => HttpRoute::Pay,
+            Endpoint::Cancel => HttpRoute::Cancel,
+            Endpoint::Sku => HttpRoute::Sku,
+            Endpoint::Restock => HttpRoute::Restock,
+            Endpoint::Metrics => HttpRoute::Metrics,
+            Endpoint::Healthz => HttpRoute::Healthz,
+            Endpoint::OpenApi => HttpRoute::OpenApi,
         }
     }
+}
 
+/// One row of the route table.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    /// The path as an OpenAPI template: `{name}` stands for one non-empty segment.
+    pub path: &'static str,
+    /// The methods it answers; any other is `405` with these in `Allow`.
+    pub methods: &'static [&'static str],
+    pub endpoint: Endpoint,
+}
+
+/// The route table: the router matches requests against it (in this order, the order routes
+/// first), `Allow` headers come from it, and the OpenAPI drift test holds `docs/openapi.yaml`
+/// to it.
+pub const ROUTES: [Route; 9] = {
+    const fn at(path: &'static str, methods: &'static [&'static str], endpoint: Endpoint) -> Route {
+        Route {
+            path,
+            methods,
+            endpoint,
+        }
+    }
+    const GET: &[&str] = &["GET", "HEAD"];
+    const POST: &[&str] = &["POST"];
+    [
+        at("/v1/orders", POST, Endpoint::Orders),
+        at("/v1/orders/{order_id}/pay", POST, Endpoint::Pay),
+        at("/v1/orders/{order_id}/cancel", POST, Endpoint::Cancel),
+        at("/v1/orders/{order_id}", GET, Endpoint::Order),
+        at("/v1/skus/{sku_id}", &["GET", "HEAD", "PUT"], Endpoint::Sku),
+        at("/v1/skus/{sku_id}/restock", POST, Endpoint::Restock),
+        at("/metrics", GET, Endpoint::Metrics),
+        at("/healthz", GET, Endpoint::Healthz),
+        at("/openapi.json", GET, Endpoint::OpenApi),
+    ]
+};
+
+/// The error codes the router and the health check answer with themselves, with their HTTP
+/// status; every other error code comes from the outcome table (`OutcomeCode::spec`).
+pub const ROUTER_ERRORS: [(&str, u16); 3] = [
+    (NOT_FOUND, 404),
+    (METHOD_NOT_ALLOWED, 405),
+    (DURABILITY_FAILED, 503),
+];
+const NOT_FOUND: &str = "not_found";
+const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+const DURABILITY_FAILED: &str = "durability_failed";
+
+impl Route {
     fn allows(&self, method: &Method) -> bool {
-        let get = method == Method::GET || method == Method::HEAD;
-        match self {
-            Route::Sku(_) => get || method == Method::PUT,
-            Route::Order(_) | Route::Metrics | Route::Healthz => get,
-            Route::Restock(_) | Route::Orders | Route::Pay(_) | Route::Cancel(_) => {
-                method == Method::POST
+        self.methods.contains(&method.as_str())
+    }
+
+    /// The path parameter of `path` if it matches this route (`""` for a route without one);
+    /// ids are the raw, still percent-encoded segment.
+    fn matches<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let mut template = self.path.split('/');
+        let mut segments = path.split('/');
+        let mut parameter = "";
+        loop {
+            match (template.next(), segments.next()) {
+                (None, None) => return Some(parameter),
+                (Some(expected), Some(segment)) if expected.starts_with('{') => {
+                    if segment.is_empty() {
+                        return None;
+                    }
+                    parameter = segment;
+                }
+                (Some(expected), Some(segment)) if expected == segment => {}
+                _ => return None,
             }
         }
     }
-
-    fn allow_header(&self) -> &'static str {
-        match self {
-            Route::Sku(_) => "GET,HEAD,PUT",
-            Route::Order(_) | Route::Metrics | Route::Healthz => "GET,HEAD",
-            Route::Restock(_) | Route::Orders | Route::Pay(_) | Route::Cancel(_) => "POST",
-        }
-    }
 }
 
-fn route(path: &str) -> Option<Route<'_>> {
-    let rest = path.strip_prefix('/')?;
-    let mut segments = rest.split('/');
-    let first = segments.next()?;
-    let second = segments.next();
-    let third = segments.next();
-    let fourth = segments.next();
-    if segments.next().is_some() {
-        return None;
-    }
-    let id = |segment: &str| !segment.is_empty();
-    match (first, second, third, fourth) {
-        ("metrics", None, None, None) => Some(Route::Metrics),
-        ("healthz", None, None, None) => Some(Route::Healthz),
-        ("v1", Some("orders"), None, None) => Some(Route::Orders),
-        ("v1", Some("orders"), Some(raw), None) if id(raw) => Some(Route::Order(raw)),
-        ("v1", Some("orders"), Some(raw), Some("pay")) if id(raw) => Some(Route::Pay(raw)),
-        ("v1", Some("orders"), Some(raw), Some("cancel")) if id(raw) => Some(Route::Cancel(raw)),
-        ("v1", Some("skus"), Some(raw), None) if id(raw) => Some(Route::Sku(raw)),
-        ("v1", Some("skus"), Some(raw), Some("restock")) if id(raw) => Some(Route::Restock(raw)),
-        _ => None,
-    }
+fn route(path: &str) -> Option<(&'static Route, &str)> {
+    ROUTES
+        .iter()
+        .find_map(|route| Some((route, route.matches(path)?)))
 }
 
 async fn dispatch(shared: &Shared, request: Request<Incoming>) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
-    let Some(route) = route(path) else {
+    let Some((route, raw)) = route(path) else {
         return error(
             StatusCode::NOT_FOUND,
-            "not_found",
+            NOT_FOUND,
             &format!("no route for {} {path}", parts.method),
         );
     };
     if !route.allows(&parts.method) {
         let mut response = error(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            METHOD_NOT_ALLOWED,
             &format!("{} is not allowed on {path}", parts.method),
         );
-        response.headers_mut().insert(
-            header::ALLOW,
-            HeaderValue::from_static(route.allow_header()),
-        );
+        if let Ok(allow) = HeaderValue::from_str(&route.methods.join(",")) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
         return response;
     }
     let headers = &parts.headers;
-    match route {
-        Route::Orders => create_order(shared, headers, body).await,
-        Route::Pay(raw) => order_action(shared, raw, headers, body, true).await,
-        Route::Cancel(raw) => order_action(shared, raw, headers, body, false).await,
-        Route::Order(raw) => get_order(shared, raw, headers).await,
-        Route::Sku(raw) if parts.method == Method::PUT => put_sku(shared, raw, headers, body).await,
-        Route::Sku(raw) => get_sku(shared, raw, headers).await,
-        Route::Restock(raw) => restock(shared, raw, headers, body).await,
-        Route::Metrics => metrics(shared).await,
-        Route::Healthz => healthz(shared.engine.durability_failure()),
+    match route.endpoint {
+        Endpoint::Orders => create_order(shared, headers, body).await,
+        Endpoint::Pay => order_action(shared, raw, headers, body, true).await,
+        Endpoint::Cancel => order_action(shared, raw, headers, body, false).await,
+        Endpoint::Order => get_order(shared, raw, headers).await,
+        Endpoint::Sku if parts.method == Method::PUT => put_sku(shared, raw, headers, body).await,
+        Endpoint::Sku => get_sku(shared, raw, headers).await,
+        Endpoint::Restock => restock(shared, raw, headers, body).await,
+        Endpoint::Metrics => metrics(shared).await,
+        Endpoint::Healthz => healthz(shared.engine.durability_failure()),
+        Endpoint::OpenApi => super::openapi::response(),
     }
 }
 
@@ -401,7 +442,9 @@ pub fn reject_detail(reject: Reject) -> &'static str {
         Reject::InvalidRestock => {
             "the change would leave stock_total below held + sold units or out of range"
         }
-        Reject::InvalidSku => "the sku settings are invalid",
+        Reject::InvalidSku => {
+            "the sku settings are invalid: a per_user_limit below the most units one user already has of this sku, or a setting out of range"
+        }
         Reject::Busy => "the server is overloaded; retry later",
     }
 }
@@ -801,7 +844,7 @@ fn healthz(durability_failure: Option<String>) -> Response {
         None => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
         Some(reason) => {
             let body = serde_json::to_vec(&ErrorBody {
-                error: "durability_failed",
+                error: DURABILITY_FAILED,
                 detail: &reason,
             })
             .unwrap_or_default();
@@ -813,6 +856,13 @@ fn healthz(durability_failure: Option<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_route_is_counted_under_its_own_path() {
+        for row in ROUTES {
+            assert_eq!(row.endpoint.metric().label(), row.path, "{row:?}");
+        }
+    }
 
     #[tokio::test]
     async fn healthz_says_ok_or_why_the_journal_failed() {

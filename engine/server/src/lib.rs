@@ -21,6 +21,7 @@ pub mod http;
 pub mod io;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod tcp;
 
 use std::net::SocketAddr;

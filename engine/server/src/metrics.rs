@@ -93,6 +93,7 @@ pub enum HttpRoute {
     Restock,
     Metrics,
     Healthz,
+    OpenApi,
     /// A path no route matches (its answer is 404).
     Unmatched,
     /// Answered 503 at the connection limit, before any request was read.
@@ -102,7 +103,7 @@ pub enum HttpRoute {
 }
 
 impl HttpRoute {
-    pub const ALL: [HttpRoute; 11] = [
+    pub const ALL: [HttpRoute; 12] = [
         HttpRoute::Orders,
         HttpRoute::Order,
         HttpRoute::Pay,
@@ -111,6 +112,7 @@ impl HttpRoute {
         HttpRoute::Restock,
         HttpRoute::Metrics,
         HttpRoute::Healthz,
+        HttpRoute::OpenApi,
         HttpRoute::Unmatched,
         HttpRoute::ConnectionLimit,
         HttpRoute::Unparsed,
@@ -126,6 +128,7 @@ impl HttpRoute {
             HttpRoute::Restock => "/v1/skus/{sku_id}/restock",
             HttpRoute::Metrics => "/metrics",
             HttpRoute::Healthz => "/healthz",
+            HttpRoute::OpenApi => "/openapi.json",
             HttpRoute::Unmatched => "unmatched",
             HttpRoute::ConnectionLimit => "connection_limit",
             HttpRoute::Unparsed => "unparsed",
