@@ -13,6 +13,7 @@
 //! SKUs the target does not know, so a second run against a used server runs beside the first
 //! one and verifies only what it did itself.
 
+use crate::driver::schedule::{self, FollowUps, Schedule, ScheduleError, order_id_base};
 use crate::driver::{self, AbortWhen, Arrivals, DriverConfig, RunOutput};
 use crate::metrics::GeneratorMetrics;
 use crate::recorder::{
@@ -21,9 +22,8 @@ use crate::recorder::{
 use crate::report::intervals::IntervalsWriter;
 use crate::report::{RunStatus, Summary, SummaryInput, hgrm, hlog::HlogWriter, html};
 use crate::scenario::Scenario;
-use crate::schedule::{self, FollowUps, Schedule, ScheduleError, order_id_base};
 use crate::slo::{Slo, SloResult, Window};
-use crate::target::{Failure, Target, TargetError};
+use crate::targets::{Failure, Target, TargetError};
 use crate::validity::Validity;
 use crate::verify::{self, Ledger, Verdict};
 use crate::windows::{PhaseSpan, Tripwire, Windows};
