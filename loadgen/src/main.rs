@@ -6,6 +6,6 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
     flashsale_loadgen::cli::main()
 }

@@ -15,16 +15,21 @@ use crate::targets::{self, TargetError, TargetOptions};
 use crate::validity;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use flashsale_core::units;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 pub(super) struct ImportArgs {
+    /// The CSV file to import (a header row naming the columns).
     #[arg(long, conflicts_with = "jsonl", required_unless_present = "jsonl")]
     pub(super) csv: Option<PathBuf>,
+    /// The JSON Lines file to import (one object per line).
     #[arg(long)]
     pub(super) jsonl: Option<PathBuf>,
+    /// The trace file to write.
     #[arg(long)]
     pub(super) out: PathBuf,
     /// A catalog TOML (the server's --catalog format) to embed, so a replay creates the SKUs.
@@ -41,6 +46,7 @@ pub(super) struct CalibrateArgs {
     pub(super) scenario: ScenarioArgs,
     #[command(flatten)]
     pub(super) pacer: PacerArgs,
+    /// Seed of the workload's random draws: the same seed sends the same requests.
     #[arg(long, default_value_t = 1)]
     pub(super) seed: u64,
     /// Also write the run's report directory.
@@ -59,8 +65,10 @@ pub(super) struct CalibrateArgs {
 pub(super) struct RecordArgs {
     #[command(flatten)]
     pub(super) scenario: ScenarioArgs,
+    /// Seed of the workload's random draws: the same seed sends the same requests.
     #[arg(long, default_value_t = 1)]
     pub(super) seed: u64,
+    /// The trace file to write.
     #[arg(long)]
     pub(super) out: PathBuf,
 }
@@ -78,9 +86,19 @@ pub(super) struct TargetArgs {
     /// Shards of the embedded engine (default: one per CPU the generator's threads leave it).
     #[arg(long, default_value_t = TargetOptions::default().inproc_shards)]
     pub(super) shards: usize,
-    /// A network request unanswered after this long counts as a timeout (an error).
-    #[arg(long, default_value_t = TargetOptions::default().request_timeout_ms)]
-    pub(super) request_timeout_ms: u64,
+    /// A network request unanswered after this long counts as a timeout (an error), e.g. 5s.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true,
+          value_parser = Span::positive,
+          default_value_t = Span::from_ms(TargetOptions::default().request_timeout_ms))]
+    pub(super) request_timeout: Span,
+    /// --request-timeout in plain milliseconds (the older spelling).
+    #[arg(
+        long,
+        hide = true,
+        value_name = "MS",
+        conflicts_with = "request_timeout"
+    )]
+    pub(super) request_timeout_ms: Option<u64>,
     /// Serve the generator's live metrics (Prometheus text format, GET /metrics) on this
     /// address while it runs, e.g. 127.0.0.1:9091 (port 0: any free port; the address is
     /// printed).
@@ -93,12 +111,27 @@ pub(super) struct TargetArgs {
 /// How the pacer sends.
 #[derive(clap::Args)]
 pub(super) struct PacerArgs {
-    /// Pacer period in microseconds.
-    #[arg(long, default_value_t = DriverConfig::default().tick_us)]
-    pub(super) tick_us: u64,
-    /// A request sent later than this after its intended time counts as late.
-    #[arg(long, default_value_t = DriverConfig::default().late_threshold_us)]
-    pub(super) late_threshold_us: u64,
+    /// Pacer period, e.g. 100us.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true,
+          value_parser = Span::positive,
+          default_value_t = Span::from_us(DriverConfig::default().tick_us))]
+    pub(super) tick: Span,
+    /// --tick in plain microseconds (the older spelling).
+    #[arg(long, hide = true, value_name = "US", conflicts_with = "tick")]
+    pub(super) tick_us: Option<u64>,
+    /// A request sent later than this after its intended time counts as late, e.g. 2ms.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true,
+          value_parser = Span::parse,
+          default_value_t = Span::from_us(DriverConfig::default().late_threshold_us))]
+    pub(super) late_threshold: Span,
+    /// --late-threshold in plain microseconds (the older spelling).
+    #[arg(
+        long,
+        hide = true,
+        value_name = "US",
+        conflicts_with = "late_threshold"
+    )]
+    pub(super) late_threshold_us: Option<u64>,
     /// Leave the pacer and the recorder unpinned (the default pins them, see "Threads and
     /// cores" in loadgen/README.md); on a machine busy with other work a pinned pacer cannot
     /// move to an idle CPU.
@@ -110,8 +143,10 @@ impl PacerArgs {
     /// The driver's settings with this pacing and `drain_timeout_ms`.
     pub(super) fn driver(&self, drain_timeout_ms: u64) -> DriverConfig {
         DriverConfig {
-            tick_us: self.tick_us,
-            late_threshold_us: self.late_threshold_us,
+            tick_us: self.tick_us.unwrap_or(self.tick.as_us()).max(1),
+            late_threshold_us: self
+                .late_threshold_us
+                .unwrap_or(self.late_threshold.as_us()),
             drain_timeout_ms,
             pin_threads: !self.no_pin,
             ..DriverConfig::default()
@@ -193,7 +228,10 @@ impl TargetArgs {
             inproc_orders_capacity_per_shard: expected_orders.map(|orders| {
                 (orders * 1.1 / self.shards as f64).clamp(1024.0, 16_000_000.0) as usize
             }),
-            request_timeout_ms: self.request_timeout_ms.max(1),
+            request_timeout_ms: self
+                .request_timeout_ms
+                .unwrap_or(self.request_timeout.as_ms())
+                .max(1),
         })
     }
 
@@ -253,10 +291,11 @@ pub(super) struct ScenarioArgs {
     #[arg(long)]
     pub(super) scenario: Option<PathBuf>,
     /// Stretch the scenario to this length (e.g. 60s, 2m, 90).
-    #[arg(long, value_parser = parse_duration_s)]
-    pub(super) duration: Option<f64>,
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true,
+          value_parser = units::parse_positive_duration)]
+    pub(super) duration: Option<Duration>,
     /// Scale the scenario so its peak scheduled rate is N requests/s (e.g. 325k, 2M).
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true, value_parser = units::parse_rate)]
     pub(super) rate: Option<f64>,
 }
 
@@ -265,7 +304,7 @@ impl ScenarioArgs {
         load_scenario(
             &self.profile,
             self.scenario.as_ref(),
-            self.duration,
+            self.duration.map(|d| d.as_secs_f64()),
             self.rate,
         )
     }
@@ -275,11 +314,12 @@ impl ScenarioArgs {
 pub(super) struct ReplayArgs {
     /// The trace file (from record, serve --capture or trace import).
     pub(super) trace: PathBuf,
-    /// Recorded times are divided by this (2.0 = twice as fast).
-    #[arg(long, default_value_t = ReplayOptions::default().speed)]
+    /// Recorded times are divided by this (2x or 2 = twice as fast, 0.5x half as fast).
+    #[arg(long, value_name = "SPEED", allow_hyphen_values = true, value_parser = units::parse_speed,
+          default_value_t = ReplayOptions::default().speed)]
     pub(super) speed: f64,
     /// Lower the speed so the trace's busiest second offers at most N requests/s.
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true, value_parser = units::parse_rate)]
     pub(super) max_rate: Option<f64>,
     /// Play the trace K times back to back (order ids shifted per loop).
     #[arg(long = "loop", default_value_t = ReplayOptions::default().loops)]
@@ -293,8 +333,9 @@ pub(super) struct ReplayArgs {
     pub(super) gates: GateArgs,
     #[command(flatten)]
     pub(super) ids: IdArgs,
-    #[arg(long, default_value_t = DriverConfig::default().drain_timeout_ms)]
-    pub(super) drain_timeout_ms: u64,
+    #[command(flatten)]
+    pub(super) drain: DrainArgs,
+    /// No progress bar.
     #[arg(long)]
     pub(super) quiet: bool,
 }
@@ -304,30 +345,34 @@ pub(super) struct SweepArgs {
     /// Built-in profile (default steady: a flat plateau).
     #[arg(long, default_value = "steady")]
     pub(super) profile: String,
+    /// A scenario TOML file instead of a built-in profile.
     #[arg(long, conflicts_with = "trace")]
     pub(super) scenario: Option<PathBuf>,
     /// Sweep a trace's replay speed instead of a scenario's rate.
     #[arg(long)]
     pub(super) trace: Option<PathBuf>,
     /// First step's rate: the scenario's peak scheduled rate, or the trace's busiest second.
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true, value_parser = units::parse_rate)]
     pub(super) from: f64,
     /// Highest rate tried.
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true, value_parser = units::parse_rate)]
     pub(super) to: f64,
     /// Each climbing step multiplies the rate by this.
     #[arg(long, default_value_t = 1.5)]
     pub(super) step_factor: f64,
     /// Length of each step.
-    #[arg(long, value_parser = parse_duration_s, default_value = "10s")]
-    pub(super) step_duration: f64,
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true,
+          value_parser = units::parse_positive_duration, default_value = "10s")]
+    pub(super) step_duration: Duration,
     /// A first, unjudged step at --from of this length (a fresh server's first seconds are not
     /// its steady state); 0 for none.
-    #[arg(long, value_parser = parse_duration_or_zero, default_value = "2s")]
-    pub(super) warmup: f64,
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true,
+          value_parser = units::parse_duration, default_value = "2s")]
+    pub(super) warmup: Duration,
     /// Bisection stops when the failing rate is within this fraction of the passing one.
     #[arg(long, default_value_t = 0.05)]
     pub(super) precision: f64,
+    /// Bisection steps at most after the climb (each one more step run).
     #[arg(long, default_value_t = 6)]
     pub(super) max_refinements: u32,
     /// Threshold(s) the rate must meet, e.g. 'reserve.p99<1ms'; at least one.
@@ -352,9 +397,13 @@ pub(super) struct SweepArgs {
     /// Also write every step's full report directory.
     #[arg(long)]
     pub(super) step_reports: bool,
-    /// How long a step waits for outstanding answers.
-    #[arg(long, default_value_t = 2_000)]
-    pub(super) drain_timeout_ms: u64,
+    /// How long a step waits for outstanding answers, e.g. 2s.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true,
+          value_parser = Span::parse, default_value_t = Span::from_ms(STEP_DRAIN_TIMEOUT_MS))]
+    pub(super) drain_timeout: Span,
+    /// --drain-timeout in plain milliseconds (the older spelling).
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "drain_timeout")]
+    pub(super) drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Parser)]
@@ -363,6 +412,7 @@ pub(super) struct RunArgs {
     pub(super) scenario: ScenarioArgs,
     #[command(flatten)]
     pub(super) target: TargetArgs,
+    /// Seed of the workload's random draws: the same seed sends the same requests.
     #[arg(long, default_value_t = 1)]
     pub(super) seed: u64,
     /// Report directory (default reports/<timestamp>/).
@@ -372,9 +422,8 @@ pub(super) struct RunArgs {
     pub(super) gates: GateArgs,
     #[command(flatten)]
     pub(super) ids: IdArgs,
-    /// How long to wait for outstanding answers after the schedule ends.
-    #[arg(long, default_value_t = DriverConfig::default().drain_timeout_ms)]
-    pub(super) drain_timeout_ms: u64,
+    #[command(flatten)]
+    pub(super) drain: DrainArgs,
     /// No progress bar.
     #[arg(long)]
     pub(super) quiet: bool,
@@ -405,47 +454,79 @@ pub(super) fn parse_slos(specs: &[String]) -> Result<Vec<Slo>> {
         .map(|s| Slo::parse(s))
         .collect::<Result<Vec<_>, _>>()?)
 }
-pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
-        Some('m' | 'M') => (&t[..t.len() - 1], 1e6),
-        _ => (t, 1.0),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a rate (examples: 50000, 325k, 2M)"))?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(format!("rate must be > 0, got `{s}`"));
+
+/// How long a sweep's step waits for outstanding answers unless told (shorter than a run's: a
+/// step is judged on what it answered in time).
+const STEP_DRAIN_TIMEOUT_MS: u64 = 2_000;
+
+impl SweepArgs {
+    /// `--drain-timeout` (or the older `--drain-timeout-ms`) in milliseconds.
+    pub(super) fn drain_timeout_ms(&self) -> u64 {
+        self.drain_timeout_ms.unwrap_or(self.drain_timeout.as_ms())
     }
-    Ok(v * mult)
 }
 
-pub(super) fn parse_duration_s(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (examples: 60s, 2m, 500ms)"))?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(format!("duration must be > 0, got `{s}`"));
-    }
-    Ok(v * mult)
+/// How long a run waits for outstanding answers once its schedule ends (run, replay).
+#[derive(clap::Args)]
+pub(super) struct DrainArgs {
+    /// How long to wait for outstanding answers after the schedule ends, e.g. 10s, 500ms.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true,
+          value_parser = Span::parse,
+          default_value_t = Span::from_ms(DriverConfig::default().drain_timeout_ms))]
+    drain_timeout: Span,
+    /// --drain-timeout in plain milliseconds (the older spelling).
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "drain_timeout")]
+    drain_timeout_ms: Option<u64>,
 }
 
-pub(super) fn parse_duration_or_zero(s: &str) -> Result<f64, String> {
-    if s.trim().trim_end_matches(['s', 'm', 'h']).trim() == "0" {
-        return Ok(0.0);
+impl DrainArgs {
+    /// The drain timeout in milliseconds.
+    pub(super) fn ms(&self) -> u64 {
+        self.drain_timeout_ms.unwrap_or(self.drain_timeout.as_ms())
     }
-    parse_duration_s(s)
+}
+
+/// A duration flag's value, shown in `--help` the way it is typed (`10s`, `100us`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Span(Duration);
+
+impl Span {
+    fn from_ms(ms: u64) -> Span {
+        Span(Duration::from_millis(ms))
+    }
+
+    fn from_us(us: u64) -> Span {
+        Span(Duration::from_micros(us))
+    }
+
+    /// [`units::parse_duration`] (zero allowed).
+    fn parse(text: &str) -> Result<Span, units::UnitError> {
+        units::parse_duration(text).map(Span)
+    }
+
+    /// [`units::parse_positive_duration`].
+    fn positive(text: &str) -> Result<Span, units::UnitError> {
+        units::parse_positive_duration(text).map(Span)
+    }
+
+    fn as_ms(self) -> u64 {
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn as_us(self) -> u64 {
+        u64::try_from(self.0.as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = self.0.as_nanos();
+        match ns {
+            0 => write!(f, "0s"),
+            _ if ns % 1_000_000_000 == 0 => write!(f, "{}s", ns / 1_000_000_000),
+            _ if ns % 1_000_000 == 0 => write!(f, "{}ms", ns / 1_000_000),
+            _ if ns % 1_000 == 0 => write!(f, "{}us", ns / 1_000),
+            _ => write!(f, "{ns}ns"),
+        }
+    }
 }

@@ -79,8 +79,13 @@ enum Cmd {
     /// itself sends, and what that adds to corrected latency (default 10 s of double11).
     #[command(after_help = EXIT_STATUS)]
     Calibrate(CalibrateArgs),
-    /// Print a built-in profile's TOML (a starting point for --scenario files).
-    Profile { name: String },
+    /// Print a built-in profile's TOML (a starting point for --scenario files); without a
+    /// name, list the profiles.
+    Profile {
+        /// The profile: double11, steady or spike.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(profile_names()))]
+        name: Option<String>,
+    },
     /// Write a scenario's exact request schedule (intended time + request) to a trace file.
     Record(RecordArgs),
     /// Replay a trace open-loop at its recorded times / --speed, with run's reports and SLOs.
@@ -103,6 +108,7 @@ enum TraceCmd {
     Import(ImportArgs),
     /// Check a trace end to end and print its duration, counts per op and peak rate.
     Info {
+        /// The trace file.
         trace: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -110,8 +116,44 @@ enum TraceCmd {
     },
 }
 
-/// Parses the command line and runs the command; the binary's `main`.
-pub fn main() -> Result<ExitCode> {
+/// Parses the command line and runs the command; the binary's `main`. An error is printed once,
+/// its causes on the same line (each only if the message before does not already say it), and
+/// exits with status 1.
+pub fn main() -> ExitCode {
+    match dispatch() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", error_text(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `e` and its causes, `: `-separated, leaving out a cause its context already quotes.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+/// The built-in profiles' names.
+fn profile_names() -> Vec<&'static str> {
+    crate::scenario::PROFILES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+fn dispatch() -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -142,7 +184,18 @@ pub fn main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Profile { name } => {
+        Cmd::Profile { name: None } => {
+            println!("built-in profiles (print one with `profile NAME`):");
+            for (name, text) in crate::scenario::PROFILES {
+                let about = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("description = "))
+                    .map_or("", |d| d.trim_matches('"'));
+                println!("  {name:<10} {about}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Profile { name: Some(name) } => {
             let text = crate::scenario::PROFILES
                 .iter()
                 .find(|(n, _)| *n == name)
