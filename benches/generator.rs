@@ -2,8 +2,8 @@
 //! (what the pacer does per request) and follow-up decisions (what the recorder does per hold).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flashsale_loadgen::driver::schedule::{Batch, FollowUps, Schedule};
 use flashsale_loadgen::scenario::Scenario;
-use flashsale_loadgen::schedule::{Batch, FollowUps, Schedule};
 use std::hint::black_box;
 
 fn schedule(c: &mut Criterion) {
@@ -42,7 +42,7 @@ fn schedule(c: &mut Criterion) {
         b.iter(|| {
             (0..100_000u64)
                 .map(|id| follow.decide(black_box(id)))
-                .filter(|d| matches!(d, flashsale_loadgen::schedule::Decision::Abandon))
+                .filter(|d| matches!(d, flashsale_loadgen::driver::schedule::Decision::Abandon))
                 .count()
         })
     });

@@ -6,11 +6,11 @@
 use flashsale_engine::trace::{FLAG_OPEN_LOOP, FLAG_SERVER_CAPTURE};
 use flashsale_engine::{Command, SkuConfig};
 use flashsale_loadgen::driver::DriverConfig;
+use flashsale_loadgen::driver::schedule::{self, Batch, Schedule};
 use flashsale_loadgen::replay::{self, ReplayOptions, ReplayReport};
 use flashsale_loadgen::run::{self, RunIds, RunOptions, RunSettings};
 use flashsale_loadgen::scenario::Scenario;
-use flashsale_loadgen::schedule::{self, Batch, Schedule};
-use flashsale_loadgen::target::{self, TargetOptions};
+use flashsale_loadgen::targets::{self, TargetOptions};
 use flashsale_loadgen::trace::{self, ScenarioSource};
 use flashsale_server::capture::Capture;
 use flashsale_server::limits::AdminToken;
@@ -39,7 +39,7 @@ fn record_small(path: &Path) -> Scenario {
 }
 
 fn replay_on(path: &Path, spec: &str, speed: f64) -> ReplayReport {
-    let target = target::from_spec(spec, &TargetOptions::default()).unwrap();
+    let target = targets::from_spec(spec, &TargetOptions::default()).unwrap();
     let report = replay::replay(
         path,
         &ReplayOptions {
@@ -127,7 +127,7 @@ fn a_damaged_trace_is_an_error_naming_the_offset() {
     let err = trace::info(&cut).unwrap_err().to_string();
     assert!(err.contains("checksum mismatch"), "{err}");
     // A replay refuses it before sending anything.
-    let target = target::from_spec("noop", &TargetOptions::default()).unwrap();
+    let target = targets::from_spec("noop", &TargetOptions::default()).unwrap();
     let err = replay::plan(&cut, &ReplayOptions::default()).err().unwrap();
     assert!(err.to_string().contains("byte offset"), "{err}");
     target.shutdown();
@@ -155,7 +155,7 @@ fn a_replay_sends_the_same_requests_and_regenerates_the_funnel() {
 
     // `run` with the same scenario and seed sends the same fresh requests and the same funnel
     // (the engine answers deterministically at this scale: no hold expires in 2 s).
-    let target = target::from_spec("inproc", &TargetOptions::default()).unwrap();
+    let target = targets::from_spec("inproc", &TargetOptions::default()).unwrap();
     let ran = run::execute(RunOptions {
         scenario,
         seed: 7,
@@ -282,7 +282,7 @@ fn a_server_capture_holds_every_request_and_replays_as_is() {
     scenario.catalog.skus = 200;
     scenario.set_duration_s(2.0).unwrap();
     scenario.set_peak_rate(3_000.0).unwrap();
-    let target = target::from_spec(
+    let target = targets::from_spec(
         &format!("tcp://{}", server.tcp_addr),
         &TargetOptions {
             connections: 4,

@@ -5,7 +5,7 @@
 use flashsale_loadgen::driver::DriverConfig;
 use flashsale_loadgen::run::{self, RunIds, RunOptions, RunReport, RunSettings};
 use flashsale_loadgen::scenario::Scenario;
-use flashsale_loadgen::target::{self, TargetOptions};
+use flashsale_loadgen::targets::{self, TargetOptions};
 use flashsale_server::limits::AdminToken;
 use flashsale_server::{ServerConfig, serve};
 
@@ -21,7 +21,7 @@ fn run_against(spec: &str, token: Option<&str>) -> Result<RunReport, String> {
         admin_token: token.map(str::to_string),
         ..TargetOptions::default()
     };
-    let target = target::from_spec(spec, &options).map_err(|e| e.to_string())?;
+    let target = targets::from_spec(spec, &options).map_err(|e| e.to_string())?;
     run::execute(RunOptions {
         scenario,
         seed: 21,

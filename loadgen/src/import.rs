@@ -6,7 +6,7 @@
 //! (stable), and times start at the earliest row. It owns parsing and validation only; the
 //! byte format is `flashsale_engine::trace`'s.
 
-use crate::schedule::Op;
+use crate::driver::schedule::Op;
 use crate::trace::Provenance;
 use flashsale_engine::trace::{TraceError, TraceHeader, TraceTrailer, TraceWriter};
 use flashsale_engine::{Command, SkuConfig};

@@ -5,11 +5,11 @@
 //! `.hlog` writer, `intervals.jsonl`, the Prometheus endpoint) and reduced to a few numbers for
 //! the charts, so memory stays bounded however long the run. It must not pace or send requests.
 
+use crate::driver::schedule::Op;
 use crate::metrics::{GeneratorMetrics, OpDelta};
 use crate::report::hlog::HlogWriter;
 use crate::report::intervals::{IntervalsWriter, OpInterval};
-use crate::schedule::Op;
-use crate::target::Failure;
+use crate::targets::Failure;
 use flashsale_engine::{Outcome, OutcomeCode};
 use hdrhistogram::Histogram;
 use serde::Serialize;

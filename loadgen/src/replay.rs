@@ -8,8 +8,8 @@
 //! is `run::execute_plan`'s job.
 
 use crate::driver::Arrivals;
+use crate::driver::schedule::{Batch, FollowUps, Meta, Op, Origin, Req};
 use crate::run::{self, Plan, RunError, RunReport, RunSettings};
-use crate::schedule::{Batch, FollowUps, Meta, Op, Origin, Req};
 use crate::trace::{self, Provenance, TraceFileError, TraceInfo};
 use flashsale_engine::Command;
 use flashsale_engine::trace::{FLAG_OPEN_LOOP, TraceReader};

@@ -13,6 +13,7 @@
 //! SKUs the target does not know, so a second run against a used server runs beside the first
 //! one and verifies only what it did itself.
 
+use crate::driver::schedule::{self, FollowUps, Schedule, ScheduleError, order_id_base};
 use crate::driver::{self, AbortWhen, Arrivals, DriverConfig, RunOutput};
 use crate::metrics::GeneratorMetrics;
 use crate::recorder::{
@@ -21,9 +22,8 @@ use crate::recorder::{
 use crate::report::intervals::IntervalsWriter;
 use crate::report::{RunStatus, Summary, SummaryInput, hgrm, hlog::HlogWriter, html};
 use crate::scenario::Scenario;
-use crate::schedule::{self, FollowUps, Schedule, ScheduleError, order_id_base};
 use crate::slo::{Slo, SloResult, Window};
-use crate::target::{Failure, Target, TargetError};
+use crate::targets::{Failure, Target, TargetError};
 use crate::validity::Validity;
 use crate::verify::{self, Ledger, Verdict};
 use crate::windows::{PhaseSpan, Tripwire, Windows};
@@ -396,7 +396,22 @@ fn execute_claimed(plan: Plan, mut settings: RunSettings) -> Result<RunReport, R
     let target = settings.target.clone();
     if !plan.catalog.is_empty() {
         tracing::info!(skus = plan.catalog.len(), target = %target.describe(), "creating the catalog");
-        if let Err(e) = target.setup(&plan.catalog) {
+        let started = std::time::Instant::now();
+        if settings.progress {
+            eprintln!(
+                "creating the catalog: {} SKUs on {} ...",
+                plan.catalog.len(),
+                target.describe()
+            );
+        }
+        let created = target.setup(&plan.catalog);
+        if settings.progress && created.is_ok() {
+            eprintln!(
+                "catalog created in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if let Err(e) = created {
             if let Some(dir) = &settings.out_dir {
                 let reason = format!("catalog setup failed: {e}");
                 write_failed_report(dir, input, plan.run_id, &plan.ids, &reason)?;
@@ -437,7 +452,17 @@ fn execute_claimed(plan: Plan, mut settings: RunSettings) -> Result<RunReport, R
     summary.run_id = plan.run_id;
     summary.ids = plan.ids.clone();
     (summary.status, summary.status_detail) = status_of(&output, &outputs.tripwire);
+    let started = std::time::Instant::now();
+    if settings.progress && verifiable {
+        eprintln!(
+            "verifying the invariants of {} SKUs ...",
+            plan.catalog.len()
+        );
+    }
     summary.verdict = verify_after(&*target, &plan.catalog, &output, &summary, verifiable);
+    if settings.progress && verifiable {
+        eprintln!("verified in {:.1} s", started.elapsed().as_secs_f64());
+    }
     let windows = outputs
         .windows
         .lock()

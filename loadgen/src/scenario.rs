@@ -25,6 +25,12 @@ pub enum ScenarioError {
     },
     #[error("invalid scenario TOML: {0}")]
     Toml(#[from] toml::de::Error),
+    /// A scenario file that is not valid TOML: the file, then the parser's line and column.
+    #[error("{path}: invalid scenario TOML: {source}")]
+    TomlFile {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("invalid scenario: {0}")]
     Invalid(String),
 }
@@ -206,7 +212,16 @@ impl Scenario {
             path: path.display().to_string(),
             source,
         })?;
-        Scenario::from_toml(&text)
+        Scenario::from_toml(&text).map_err(|e| match e {
+            ScenarioError::Toml(source) => ScenarioError::TomlFile {
+                path: path.display().to_string(),
+                source,
+            },
+            ScenarioError::Invalid(why) => {
+                ScenarioError::Invalid(format!("{}: {why}", path.display()))
+            }
+            other => other,
+        })
     }
 
     pub fn from_toml(text: &str) -> Result<Scenario, ScenarioError> {

@@ -9,6 +9,7 @@
 //! rate). An optional warm-up step at `from` comes first and is not judged. It owns the search
 //! and its output; it must not pace requests or judge SLOs itself.
 
+use crate::driver::schedule::Op;
 use crate::driver::{AbortWhen, DriverConfig};
 use crate::metrics::GeneratorMetrics;
 use crate::recorder::{LABELS, Live, Percentiles, is_error_label};
@@ -16,9 +17,8 @@ use crate::replay::{self, ReplayError, ReplayOptions};
 use crate::report::chart::{self, Series, Style};
 use crate::run::{self, Plan, RunError, RunIds, RunSettings};
 use crate::scenario::{Scenario, ScenarioError};
-use crate::schedule::Op;
 use crate::slo::{Slo, SloResult};
-use crate::target::{Target, TargetError};
+use crate::targets::{Target, TargetError};
 use plotters::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -5,8 +5,8 @@
 //! itself lives in `flashsale_engine::trace` and is not re-implemented here; this module must not
 //! pace, send or time anything.
 
+use crate::driver::schedule::{self, Batch, Schedule, ScheduleError};
 use crate::scenario::{PROFILES, Scenario, ScenarioError};
-use crate::schedule::{self, Batch, Schedule, ScheduleError};
 use flashsale_engine::trace::{
     FLAG_OPEN_LOOP, FLAG_SERVER_CAPTURE, TraceError, TraceHeader, TraceReader, TraceTrailer,
     TraceWriter,

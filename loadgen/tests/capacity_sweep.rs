@@ -6,7 +6,7 @@ use flashsale_loadgen::driver::DriverConfig;
 use flashsale_loadgen::scenario::{PROFILES, Scenario};
 use flashsale_loadgen::slo::Slo;
 use flashsale_loadgen::sweep::{self, SweepOptions, SweepWorkload};
-use flashsale_loadgen::target::{self, TargetOptions};
+use flashsale_loadgen::targets::{self, TargetOptions};
 use std::path::Path;
 
 const CAPACITY: f64 = 20_000.0;
@@ -49,8 +49,8 @@ fn options(out: &Path, from: f64, to: f64, step_s: f64) -> SweepOptions {
     }
 }
 
-fn limited() -> Result<std::sync::Arc<dyn target::Target>, target::TargetError> {
-    target::from_spec(&format!("limited:{CAPACITY}"), &TargetOptions::default())
+fn limited() -> Result<std::sync::Arc<dyn targets::Target>, targets::TargetError> {
+    targets::from_spec(&format!("limited:{CAPACITY}"), &TargetOptions::default())
 }
 
 #[test]

@@ -7,7 +7,7 @@ use flashsale_loadgen::driver::DriverConfig;
 use flashsale_loadgen::run::{self, RunIds, RunOptions, RunSettings};
 use flashsale_loadgen::scenario::Scenario;
 use flashsale_loadgen::slo::Slo;
-use flashsale_loadgen::target::{self, Completion, Done, Target, TargetError, TargetOptions};
+use flashsale_loadgen::targets::{self, Completion, Done, Target, TargetError, TargetOptions};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use std::collections::BTreeMap;
@@ -142,7 +142,7 @@ fn short_double11_in_process_end_to_end_with_report_and_hlog_round_trip() {
     scenario.set_duration_s(6.0).unwrap();
     scenario.set_peak_rate(20_000.0).unwrap();
     let expected = scenario.expected_arrivals_until(scenario.duration_s());
-    let target = target::from_spec(
+    let target = targets::from_spec(
         "inproc",
         &TargetOptions {
             inproc_shards: 2,

@@ -9,7 +9,7 @@ use flashsale_engine::{
 use flashsale_loadgen::driver::DriverConfig;
 use flashsale_loadgen::run::{self, RunIds, RunOptions, RunSettings};
 use flashsale_loadgen::scenario::Scenario;
-use flashsale_loadgen::target::{self, TargetOptions};
+use flashsale_loadgen::targets::{self, TargetOptions};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -165,7 +165,7 @@ fn double11_over_http_verifies_and_maps_answers() {
         admin_token: Some(TOKEN.into()),
         ..TargetOptions::default()
     };
-    let target = target::from_spec(&addr, &options).unwrap();
+    let target = targets::from_spec(&addr, &options).unwrap();
     let report = run::execute(RunOptions {
         scenario,
         seed: 3,
@@ -207,7 +207,7 @@ fn double11_over_http_verifies_and_maps_answers() {
 fn missing_token_and_dead_server_are_clear_errors() {
     let (addr, engine) = start_server();
     let scenario = Scenario::profile("steady").unwrap();
-    let no_token = target::from_spec(&addr, &TargetOptions::default()).unwrap();
+    let no_token = targets::from_spec(&addr, &TargetOptions::default()).unwrap();
     let err = run::execute(RunOptions {
         scenario: scenario.clone(),
         seed: 1,
@@ -229,14 +229,14 @@ fn missing_token_and_dead_server_are_clear_errors() {
         admin_token: Some("nope".into()),
         ..TargetOptions::default()
     };
-    let t = target::from_spec(&addr, &wrong).unwrap();
+    let t = targets::from_spec(&addr, &wrong).unwrap();
     let err = t
         .setup(&[SkuConfig::simple(1, 10, 1, 1000)])
         .unwrap_err()
         .to_string();
     assert!(err.contains("401"), "{err}");
     // Nothing listens on port 9 of loopback.
-    let dead = target::from_spec(
+    let dead = targets::from_spec(
         "http://127.0.0.1:9",
         &TargetOptions {
             admin_token: Some(TOKEN.into()),

@@ -3,12 +3,12 @@
 //! noise floor (`GeneratorHealth`) and honours an external stop. Nothing here is timed: the
 //! allocation count is exact, whatever the machine's load.
 
+use flashsale_loadgen::driver::schedule::{Batch, FollowUps, Schedule};
 use flashsale_loadgen::driver::{self, Arrivals, DriverConfig};
 use flashsale_loadgen::health::Usage;
 use flashsale_loadgen::recorder::Live;
 use flashsale_loadgen::scenario::Scenario;
-use flashsale_loadgen::schedule::{Batch, FollowUps, Schedule};
-use flashsale_loadgen::target::{self, TargetOptions};
+use flashsale_loadgen::targets::{self, TargetOptions};
 use flashsale_loadgen::verify::Ledger;
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
@@ -104,7 +104,7 @@ fn noop_run(
     arrivals: &mut dyn Arrivals,
     config: &DriverConfig,
 ) -> driver::RunOutput {
-    let target = target::from_spec("noop", &TargetOptions::default()).unwrap();
+    let target = targets::from_spec("noop", &TargetOptions::default()).unwrap();
     driver::run(
         target,
         arrivals,

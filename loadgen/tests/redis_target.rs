@@ -18,7 +18,7 @@ use flashsale_engine::{Command, OrderStatus, Outcome, Reject, SkuConfig};
 use flashsale_loadgen::driver::DriverConfig;
 use flashsale_loadgen::run::{self, RunIds, RunOptions, RunReport, RunSettings};
 use flashsale_loadgen::scenario::{Scenario, StockSpec};
-use flashsale_loadgen::target::{self, Target, TargetOptions};
+use flashsale_loadgen::targets::{self, Target, TargetOptions};
 use rand::{RngExt, SeedableRng};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -119,7 +119,7 @@ fn open(spec: &str, connections: usize) -> Arc<dyn Target> {
         connections,
         ..TargetOptions::default()
     };
-    target::from_spec(spec, &options).unwrap()
+    targets::from_spec(spec, &options).unwrap()
 }
 
 /// Submits one batch and waits for its outcomes (every request must be answered).

@@ -7,7 +7,7 @@
 //! next request opens a new one; nothing is retried. Setup and queries do not come here.
 
 use super::order_outcome;
-use crate::target::{Answers, Completion, Done, Exchange, Failure};
+use crate::targets::{Answers, Completion, Done, Exchange, Failure};
 use flashsale_engine::{Command, Outcome};
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};

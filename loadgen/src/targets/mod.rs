@@ -12,7 +12,7 @@
 //! callback, which the default `submit_exchange` adapts (one allocation per batch: fine for a
 //! network client, which allocates to serialise anyway).
 
-use crate::schedule::Meta;
+use crate::driver::schedule::Meta;
 use crossbeam_channel::{Sender, TrySendError};
 use flashsale_engine::{Command, Outcome, OutcomeCode, SkuConfig, SkuId, SkuView};
 use std::sync::Arc;
