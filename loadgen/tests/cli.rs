@@ -8,7 +8,7 @@ use support::{loadgen, steady, summary};
 fn bad_arguments_are_clear_errors() {
     for (args, needle) in [
         (&["run", "--rate", "fast"][..], "not a rate"),
-        (&["run", "--duration=0s"][..], "duration must be > 0"),
+        (&["run", "--duration=0s"][..], "must be greater than zero"),
         (&["run", "--profile", "black_friday"][..], "unknown profile"),
         (&["run", "--slo", "reserve.p99<2parsecs"][..], "invalid SLO"),
         (&["run", "--slo", "errors>1%"][..], "bounded from above"),
