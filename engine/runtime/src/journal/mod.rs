@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod record;
 pub mod recovery;
 pub mod segment;
+mod shard_journal;
 pub mod snapshot;
 pub mod tools;
 
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 pub use pipeline::{Acknowledge, DurabilityFailure, JournalHandle, JournalMessage};
 pub use recovery::{RecoveryReport, ShardRecovery, recover_shard};
+pub(crate) use shard_journal::{JournalStart, ShardJournal};
 
 /// How the engine keeps its state across restarts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
